@@ -1,0 +1,33 @@
+# VGR: the two commands a newcomer needs are `make demo` and `make test`.
+# Both run `make setup` first, which is idempotent (see scripts/setup.sh).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint types unit integration bench bench-ingest clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/vgr demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test: setup lint types
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info

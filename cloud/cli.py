@@ -1,0 +1,15 @@
+"""``vgr cloud …``: the cloud services and their administration."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cloud import cli_keys
+    from cloud.ingest import cli as ingest_cli
+
+    group = sub.add_parser("cloud", help="cloud services: ingest, storage, registry")
+    cmds = group.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
+    ingest_cli.register(cmds)
+    cli_keys.register(cmds)

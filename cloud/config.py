@@ -1,0 +1,113 @@
+"""The cloud services' settings: one typed model, loaded from TOML with env overrides.
+
+Every cloud process (ingest, risk, API, dispatcher, registry) reads the same
+file and uses its own section. ``vgr check-config FILE`` validates it without
+starting anything. Secrets are references: ``env:NAME`` or ``file:/path``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from protocols.configfile import ConfigError, validate_document
+from protocols.secrets import SECRET_REF
+from protocols.topics import INGEST_SHARE_GROUP
+
+KIND = "cloud"
+Port = Annotated[int, Field(gt=0, lt=65536)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _secret_ref(value: str | None) -> str | None:
+    if value is not None and not SECRET_REF.match(value):
+        msg = "must be a secret reference: env:NAME or file:/path"
+        raise ValueError(msg)
+    return value
+
+
+class DatabaseSettings(_Section):
+    dsn: str = "postgresql://vgr@127.0.0.1:5432/vgr"  # without password
+    password: str | None = None  # secret reference
+    pool_min: int = Field(default=1, ge=1)
+    pool_max: int = Field(default=8, ge=1)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    _check_password = field_validator("password")(_secret_ref)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None  # secret reference
+    client_id_prefix: str = Field(default="vgr-cloud", min_length=1, max_length=40)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    _check_password = field_validator("password")(_secret_ref)
+
+
+class IngestSettings(_Section):
+    share_group: str = INGEST_SHARE_GROUP
+    batch_rows: int = Field(default=5000, ge=1, le=100_000)
+    batch_ms: float = Field(default=50.0, gt=0)
+    max_pending_rows: int = Field(default=50_000, ge=1)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9101, ge=0, lt=65536)  # 0: no /metrics endpoint
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+
+
+class RegistrySettings(_Section):
+    signing_key: str | None = None  # secret reference to the platform Ed25519 PEM
+    installer_credentials: str | None = None  # secret reference: file of installer tokens
+    token_lifetime_days: int = Field(default=365, ge=1)
+    mosquitto_password_file: Path | None = None
+    mosquitto_acl_file: Path | None = None
+    mosquitto_pid_file: Path | None = None
+
+    _check_refs = field_validator("signing_key", "installer_credentials")(_secret_ref)
+
+
+class RetentionSettings(_Section):
+    default_days: int = Field(default=400, ge=1)
+    interval_s: float = Field(default=3600.0, gt=0)
+
+
+class CloudConfig(_Section):
+    kind: Literal["cloud"]
+    database: DatabaseSettings = DatabaseSettings()
+    mqtt: MqttSettings = MqttSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    registry: RegistrySettings = RegistrySettings()
+    retention: RetentionSettings = RetentionSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def parse_config(text: str, *, environ: Mapping[str, str], source: str) -> CloudConfig:
+    return validate_document(
+        text, environ=environ, kind=KIND, source=source, validate=CloudConfig.model_validate
+    )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> CloudConfig:
+    """Read, override from the environment and validate; raises ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"<file>: cannot read ({exc.strerror})"]) from None
+    return parse_config(text, environ=os.environ if environ is None else environ, source=str(path))

@@ -1,0 +1,1 @@
+"""Cloud ingest: MQTT deliveries through ordered stages into TimescaleDB, then acks."""

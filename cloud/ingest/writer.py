@@ -1,0 +1,208 @@
+"""Batch writer: binary COPY into per-connection staging tables, then one
+``INSERT … ON CONFLICT DO NOTHING`` into the hypertables, all in one transaction.
+
+Only rows that were really new come back (``RETURNING``), so the risk engine
+is handed each fix once even when a tracker replays or two workers race on
+the same batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import sql
+
+from cloud.ingest.model import FixRow, Work
+
+_MODE = {"2d": 2, "3d": 3}
+
+_FIX_COLS = (
+    "time",
+    "device_id",
+    "boot_id",
+    "seq",
+    "tenant_id",
+    "vehicle_id",
+    "lat",
+    "lon",
+    "alt_m",
+    "speed_mps",
+    "course_deg",
+    "mode",
+    "hdop",
+    "sats",
+    "ignition",
+    "ext_v",
+    "batt_v",
+    "flags",
+)
+_FIX_TYPES = (
+    "timestamptz",
+    "text",
+    "text",
+    "int8",
+    "text",
+    "int8",
+    "float8",
+    "float8",
+    "float4",
+    "float4",
+    "float4",
+    "int2",
+    "float4",
+    "int2",
+    "bool",
+    "float4",
+    "float4",
+    "text[]",
+)
+_EVENT_COLS = (
+    "time",
+    "device_id",
+    "boot_id",
+    "seq",
+    "tenant_id",
+    "vehicle_id",
+    "kind",
+    "lat",
+    "lon",
+    "detail",
+)
+_EVENT_TYPES = (
+    "timestamptz",
+    "text",
+    "text",
+    "int8",
+    "text",
+    "int8",
+    "text",
+    "float8",
+    "float8",
+    "jsonb",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one committed transaction stored for the first time."""
+
+    new_fixes: list[FixRow]
+    new_events: int
+    quarantined: int
+
+
+def _staging_ddl(table: str) -> sql.Composed:
+    return sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
+    ).format(stage=sql.Identifier(f"{table}_stage"), table=sql.Identifier(table))
+
+
+def _insert_from_stage(table: str, cols: tuple[str, ...]) -> sql.Composed:
+    ids = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    return sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
+        "ON CONFLICT DO NOTHING RETURNING device_id, boot_id, seq"
+    ).format(table=sql.Identifier(table), stage=sql.Identifier(f"{table}_stage"), cols=ids)
+
+
+def _copy(table: str, cols: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL("COPY {stage} ({cols}) FROM STDIN (FORMAT BINARY)").format(
+        stage=sql.Identifier(f"{table}_stage"),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+    )
+
+
+class BatchWriter:
+    """Writes one unit of work per transaction on its own connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        with conn.transaction():
+            conn.execute(_staging_ddl("fixes"))
+            conn.execute(_staging_ddl("device_events"))
+        self._insert_fixes = _insert_from_stage("fixes", _FIX_COLS)
+        self._insert_events = _insert_from_stage("device_events", _EVENT_COLS)
+
+    def write(self, work: Work, *, received_at: datetime) -> Written:
+        conn = self._conn
+        new_fixes: list[FixRow] = []
+        new_events = 0
+        with conn.transaction(), conn.cursor() as cur:
+            if work.fixes:
+                with cur.copy(_copy("fixes", _FIX_COLS)) as copy:
+                    copy.set_types(list(_FIX_TYPES))
+                    for row in work.fixes:
+                        f = row.fix
+                        copy.write_row((
+                            f.time, f.device_id, f.boot_id, f.seq, row.tenant_id, row.vehicle_id,
+                            f.lat, f.lon, f.alt_m, f.speed_mps, f.course_deg, _MODE[f.mode.value],
+                            f.hdop, f.sats, f.ignition, f.ext_v, f.batt_v, list(row.flags),
+                        ))  # fmt: skip
+                cur.execute(self._insert_fixes)
+                fresh = {(str(d), str(b), int(s)) for d, b, s in cur.fetchall()}
+                new_fixes = [
+                    r for r in work.fixes if (r.fix.device_id, r.fix.boot_id, r.fix.seq) in fresh
+                ]
+            if work.events:
+                with cur.copy(_copy("device_events", _EVENT_COLS)) as copy:
+                    copy.set_types(list(_EVENT_TYPES))
+                    for ev_row in work.events:
+                        e = ev_row.event
+                        copy.write_row((
+                            e.time, e.device_id, e.boot_id, e.seq, ev_row.tenant_id,
+                            ev_row.vehicle_id, e.kind.value, e.lat, e.lon,
+                            msgspec.json.encode(e.detail).decode(),
+                        ))  # fmt: skip
+                cur.execute(self._insert_events)
+                new_events = len(cur.fetchall())
+            if work.quarantine:
+                cur.executemany(
+                    "INSERT INTO quarantine (received_at, device_id, tenant_id, reason, topic, "
+                    "record, raw) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
+                    [
+                        (
+                            received_at,
+                            q.device_id,
+                            q.tenant_id,
+                            q.reason,
+                            q.topic,
+                            q.record.decode() if q.record is not None else None,
+                            q.raw,
+                        )
+                        for q in work.quarantine
+                    ],
+                )
+            if work.signals:
+                cur.executemany(
+                    "INSERT INTO signals (time, tenant_id, device_id, vehicle_id, kind, source, "
+                    "detail) VALUES (%s, %s, %s, %s, %s, 'ingest', %s::jsonb)",
+                    [
+                        (
+                            s.time,
+                            s.tenant_id,
+                            s.device_id,
+                            s.vehicle_id,
+                            s.kind,
+                            msgspec.json.encode(s.detail).decode(),
+                        )
+                        for s in work.signals
+                    ],
+                )
+            if work.status:
+                cur.executemany(
+                    "INSERT INTO device_status (device_id, state, boot_id, agent_version, "
+                    "outbox_depth, reason, updated_at) "
+                    "SELECT %(d)s, s->>'state', s->>'boot_id', s->>'agent_version', "
+                    "(s->>'outbox_depth')::int, s->>'reason', %(t)s FROM (SELECT %(s)s::jsonb s) x "
+                    "ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state, "
+                    "boot_id = EXCLUDED.boot_id, agent_version = EXCLUDED.agent_version, "
+                    "outbox_depth = EXCLUDED.outbox_depth, reason = EXCLUDED.reason, "
+                    "updated_at = EXCLUDED.updated_at",
+                    [{"d": d, "s": raw.decode(), "t": received_at} for d, raw in work.status],
+                )
+        return Written(new_fixes, new_events, len(work.quarantine))

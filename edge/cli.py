@@ -1,0 +1,13 @@
+"""``vgr edge …``: the agent and the installer's tools."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("edge", help="edge agent on a tracker, and installer tools")
+    cmds = group.add_subparsers(dest="edge_command", metavar="COMMAND", required=True)
+    from edge import cli_trust
+
+    cli_trust.register(cmds)
