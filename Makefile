@@ -29,5 +29,8 @@ integration: setup
 test: setup lint types
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench-ingest: setup
+	$(PY) -m bench.ingest
+
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -145,9 +145,11 @@ class BatchWriter:
                         ))  # fmt: skip
                 cur.execute(self._insert_fixes)
                 fresh = {(str(d), str(b), int(s)) for d, b, s in cur.fetchall()}
-                new_fixes = [
-                    r for r in work.fixes if (r.fix.device_id, r.fix.boot_id, r.fix.seq) in fresh
-                ]
+                for r in work.fixes:  # a replay inside the same batch is handed over once
+                    key = (r.fix.device_id, r.fix.boot_id, r.fix.seq)
+                    if key in fresh:
+                        fresh.discard(key)
+                        new_fixes.append(r)
             if work.events:
                 with cur.copy(_copy("device_events", _EVENT_COLS)) as copy:
                     copy.set_types(list(_EVENT_TYPES))
