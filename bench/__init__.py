@@ -1,0 +1,1 @@
+"""Benchmarks: programs that measure and print; never tests, never assertions on timings."""

@@ -4,10 +4,16 @@
 every action is scoped to the installer's tenant, and a device of another
 tenant answers 404 exactly like a missing one. Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with stable codes; bad input is
-a 4xx, never a 500. Credentials are issued in the database first, then the
-broker's files are rewritten and the broker reloaded; if that last step fails
-the answer is 503 ``broker_unavailable`` and repeating the request repairs it
-(every sync rewrites the files whole from the database).
+a 4xx, never a 500.
+
+Issuing, rotating and revoking change the database and the broker together:
+inside the transaction the broker's files are rewritten from the database
+(which sees the uncommitted change) and the broker reloaded, and only then is
+the transaction committed. If the broker step fails, the transaction rolls
+back and the answer is 503 ``broker_unavailable``: nothing changed, and the
+files are rewritten from the database at the next sync. The advisory lock
+taken by the sync is held until the commit, so no other sync can write an
+older snapshot in between.
 """
 
 from __future__ import annotations
@@ -82,9 +88,7 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def error_response(
-    status: int, code: str, message: str, field: str | None = None
-) -> web.Response:
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
     body = schema.ErrorOut(error=schema.ErrorBody(code=code, message=message, field=field))
     resp = _json(status, body)
     if status == web.HTTPUnauthorized.status_code:
@@ -93,9 +97,9 @@ def error_response(
 
 
 _REGISTRY_STATUS: dict[type[store.RegistryError], int] = {
-    store.NotFound: 404,
-    store.Conflict: 409,
-    store.Invalid: 422,
+    store.NotFoundError: 404,
+    store.ConflictError: 409,
+    store.InvalidError: 422,
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -117,14 +121,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         status = _REGISTRY_STATUS.get(type(exc), 409)
         return error_response(status, exc.code, exc.message, exc.field)
     except BrokerSyncError as exc:
-        log.error("broker sync failed: %s", exc)
-        message = "stored, but the MQTT broker was not updated; repeat the request"
+        log.warning("broker sync failed: %s", exc)
+        message = "the MQTT broker could not be updated, so nothing was changed; try again"
         return error_response(503, "broker_unavailable", message)
     except psycopg.errors.UniqueViolation:
         message = "another request changed this device at the same time; repeat the request"
         return error_response(409, "concurrent_update", message)
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        log.error("database unavailable: %s", exc)
+        log.warning("database unavailable: %s", exc)
         return error_response(503, "database_unavailable", "the registry database is unavailable")
     except web.HTTPException as exc:
         code = _HTTP_CODES.get(exc.status, "http_error")
@@ -138,7 +142,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _json(status: int, body: object) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(body), content_type="application/json")
+    return web.Response(
+        status=status, body=msgspec.json.encode(body), content_type="application/json"
+    )
 
 
 # ---------------------------------------------------------------- request helpers
@@ -165,11 +171,17 @@ async def _body(request: web.Request, kind: type[_T]) -> _T:
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
     raw = await request.read()  # aiohttp enforces client_max_size (413)
     try:
-        return msgspec.json.decode(raw, type=kind)
+        value = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "validation_failed", str(exc), field=schema.field_of(str(exc))) from None
+        raise ApiError(
+            422, "validation_failed", str(exc), field=schema.field_of(str(exc))
+        ) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    nul = schema.nul_field(msgspec.to_builtins(value))
+    if nul is not None:
+        raise ApiError(422, "validation_failed", "text must not contain NUL characters", field=nul)
+    return value
 
 
 async def _no_body(request: web.Request) -> None:
@@ -202,7 +214,9 @@ async def _check_areas(
 def _area_path(exc: RegionError, allowed: list[Area], forbidden: list[Area]) -> str:
     """``allowed[2]`` for the area a RegionError names (its message starts with the kind)."""
     message = str(exc.args[0]) if exc.args else ""
-    kind, areas = ("forbidden", forbidden) if message.startswith("forbidden") else ("allowed", allowed)
+    kind, areas = (
+        ("forbidden", forbidden) if message.startswith("forbidden") else ("allowed", allowed)
+    )
     index = [i for i, area in enumerate(areas) if area.id == exc.field]
     return f"{kind}[{index[-1]}]" if index else kind
 
@@ -228,7 +242,9 @@ async def register_device(request: web.Request) -> web.Response:
         req = await _body(request, schema.RegisterRequest)
         device, created = await store.register_device(conn, who.tenant_id, req.imei, req.kind)
     if created:
-        log.info("device %s (%s) registered by %s/%s", device.id, req.kind, who.tenant_id, who.username)
+        log.info(
+            "device %s (%s) registered by %s/%s", device.id, req.kind, who.tenant_id, who.username
+        )
     return _json(201 if created else 200, schema.DeviceOut.of(device))
 
 
@@ -241,7 +257,14 @@ async def bind_device(request: web.Request) -> web.Response:
         await store.get_device(conn, who.tenant_id, imei)  # 404 before any geometry work
         await _check_areas(settings, who.tenant_id, imei, req)
         device = await store.bind_device(conn, who.tenant_id, imei, req.binding())
-    log.info("device %s bound to %s / %s by %s/%s", imei, req.vin, req.contract_id, who.tenant_id, who.username)
+    log.info(
+        "device %s bound to %s / %s by %s/%s",
+        imei,
+        req.vin,
+        req.contract_id,
+        who.tenant_id,
+        who.username,
+    )
     return _json(200, schema.DeviceOut.of(device))
 
 
@@ -252,10 +275,19 @@ async def _credentials(request: web.Request, *, rotate: bool) -> web.Response:
         who = await _installer(request, conn)
         await _no_body(request)
         action = issue.rotate if rotate else issue.issue
-        issued = await action(conn, settings.signer, who.tenant_id, imei, now=settings.clock())
-        await _sync(request.app, conn)
+        async with conn.transaction():  # committed only once the broker has the new password
+            issued = await action(conn, settings.signer, who.tenant_id, imei, now=settings.clock())
+            await _sync(request.app, conn)
     verb = "rotated" if rotate else "issued"
-    log.info("credentials %s for %s by %s/%s (token %s, policy %s)", verb, imei, who.tenant_id, who.username, issued.token_id, issued.policy.id)
+    log.info(
+        "credentials %s for %s by %s/%s (token %s, policy %s)",
+        verb,
+        imei,
+        who.tenant_id,
+        who.username,
+        issued.token_id,
+        issued.policy.id,
+    )
     public = settings.signer.private_key.public_key()
     ep = settings.endpoint
     body = schema.CredentialsOut(
@@ -296,8 +328,9 @@ async def revoke_device(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         who = await _installer(request, conn)
         await _no_body(request)
-        device = await store.revoke_device(conn, who.tenant_id, imei)
-        await _sync(request.app, conn)
+        async with conn.transaction():  # committed only once the broker has dropped it
+            device = await store.revoke_device(conn, who.tenant_id, imei)
+            await _sync(request.app, conn)
     log.info("device %s revoked by %s/%s", imei, who.tenant_id, who.username)
     return _json(200, schema.DeviceOut.of(device))
 
@@ -324,8 +357,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     try:
         if settings.sync_on_start:
-            async with pool.connection() as conn:
-                await _sync(app, conn)
+            try:
+                async with pool.connection() as conn:
+                    await _sync(app, conn)
+            except BrokerSyncError as exc:  # the next credentials request retries
+                log.warning("broker files not synced at start: %s", exc)
         yield
     finally:
         await pool.close()

@@ -186,9 +186,11 @@ class BrokerFiles:
 async def sync_broker(conn: store.Conn, files: BrokerFiles) -> int:
     """Bring the broker files in step with the devices table; return the device count.
 
-    Serialised across processes by an advisory lock held while the rows are
-    read, the files written and the broker reloaded, so an older snapshot can
-    never overwrite a newer one.
+    Serialised across processes by a transaction-scoped advisory lock held
+    while the rows are read, the files written and the broker reloaded, so an
+    older snapshot can never overwrite a newer one. Called inside the caller's
+    transaction, it sees the caller's uncommitted rows and the lock is held
+    until the caller commits.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK_KEY,))
@@ -199,5 +201,7 @@ async def sync_broker(conn: store.Conn, files: BrokerFiles) -> int:
             raise
         except (OSError, RuntimeError) as exc:
             raise BrokerSyncError(f"broker files not applied: {exc}") from exc
-    log.info("broker files synced: %d devices, %d service accounts", len(devices), len(files.accounts))
+    log.info(
+        "broker files synced: %d devices, %d service accounts", len(devices), len(files.accounts)
+    )
     return len(devices)

@@ -79,7 +79,7 @@ async def issue(
         )
         jws = sign_policy(signer.private_key, policy)
         if len(jws) > MAX_POLICY_CHARS:
-            raise store.Conflict(
+            raise store.ConflictError(
                 "policy_too_large",
                 f"the signed policy is {len(jws)} characters, over {MAX_POLICY_CHARS}; "
                 "simplify the region shapes",
@@ -105,7 +105,7 @@ async def rotate(
         device = await _issuable(conn, tenant_id, imei)
         latest = await store.latest_policy(conn, imei)
         if latest is None or not device.has_credentials:
-            raise store.Conflict(
+            raise store.ConflictError(
                 "no_credentials", f"device {imei} has no credentials to rotate; issue them first"
             )
         return await _new_secrets(conn, signer, device, latest, now)
@@ -114,9 +114,9 @@ async def rotate(
 async def _issuable(conn: store.Conn, tenant_id: str, imei: str) -> store.Device:
     device = await store.get_device(conn, tenant_id, imei, for_update=True)
     if device.revoked:
-        raise store.Conflict("device_revoked", f"device {imei} is revoked")
+        raise store.ConflictError("device_revoked", f"device {imei} is revoked")
     if not device.bound:
-        raise store.Conflict(
+        raise store.ConflictError(
             "device_not_bound", f"bind device {imei} to a vehicle and a loan first"
         )
     return device

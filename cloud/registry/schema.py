@@ -11,7 +11,6 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 from cloud.registry import store
@@ -147,3 +146,20 @@ def field_of(message: str) -> str | None:
     ]
     return ".".join(part for part in parts if part) or None
 
+
+def nul_field(value: object, path: str = "") -> str | None:
+    """The first field holding a NUL character (PostgreSQL text and jsonb refuse it), if any."""
+    if isinstance(value, str):
+        return (path or "$") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            found = nul_field(key, where) or nul_field(item, where)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = nul_field(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None

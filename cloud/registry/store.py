@@ -3,7 +3,7 @@
 Typed async functions over one psycopg 3 connection (autocommit; functions that
 change several rows open their own transaction, which nests as a savepoint in
 the caller's). Every device query is scoped to a tenant: a device of another
-tenant is :class:`NotFound`, exactly like one that does not exist, except at
+tenant is :class:`NotFoundError`, exactly like one that does not exist, except at
 registration, where the IMEI is the primary key and a clash must be refused.
 
 Installer keys are shown once and stored only as SHA-256 hex; they are looked
@@ -42,15 +42,15 @@ class RegistryError(Exception):
         self.field = field
 
 
-class NotFound(RegistryError):
+class NotFoundError(RegistryError):
     """No such row in the caller's tenant (rows of other tenants are not revealed)."""
 
 
-class Conflict(RegistryError):
+class ConflictError(RegistryError):
     """The request clashes with the registry's current state."""
 
 
-class Invalid(RegistryError):
+class InvalidError(RegistryError):
     """A value the registry cannot accept (bad IMEI, VIN, tenant id...)."""
 
 
@@ -125,15 +125,15 @@ class BrokerCredential:
 async def create_tenant(conn: Conn, tenant_id: str, name: str) -> None:
     problem = ids.tenant_problem(tenant_id)
     if problem:
-        raise Invalid("invalid_tenant", problem, field="id")
+        raise InvalidError("invalid_tenant", problem, field="id")
     if not name.strip() or len(name) > 200:
-        raise Invalid("invalid_name", "a tenant name is 1-200 characters", field="name")
+        raise InvalidError("invalid_name", "a tenant name is 1-200 characters", field="name")
     cur = await conn.execute(
         "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
         (tenant_id, name),
     )
     if cur.rowcount == 0:
-        raise Conflict("tenant_exists", f"tenant {tenant_id!r} already exists", field="id")
+        raise ConflictError("tenant_exists", f"tenant {tenant_id!r} already exists", field="id")
 
 
 def installer_key_hash(key: str) -> str:
@@ -151,14 +151,17 @@ async def create_installer_key(
     """
     problem = ids.username_problem(username)
     if problem:
-        raise Invalid("invalid_username", problem, field="name")
+        raise InvalidError("invalid_username", problem, field="name")
     key = secrets.token_urlsafe(INSTALLER_KEY_BYTES)
     digest = installer_key_hash(key)
     async with conn.transaction():
-        if await (
-            await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))
-        ).fetchone() is None:
-            raise NotFound("tenant_not_found", f"no tenant {tenant_id!r}", field="tenant")
+        if (
+            await (
+                await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))
+            ).fetchone()
+            is None
+        ):
+            raise NotFoundError("tenant_not_found", f"no tenant {tenant_id!r}", field="tenant")
         row = await (
             await conn.execute(
                 "SELECT role FROM users WHERE tenant_id = %s AND username = %s FOR UPDATE",
@@ -172,9 +175,9 @@ async def create_installer_key(
                 (tenant_id, username, digest),
             )
         elif row[0] != "installer":
-            raise Conflict("user_exists", f"{username!r} is a {row[0]}, not an installer")
+            raise ConflictError("user_exists", f"{username!r} is a {row[0]}, not an installer")
         elif not replace:
-            raise Conflict("installer_exists", f"installer {username!r} already has a key")
+            raise ConflictError("installer_exists", f"installer {username!r} already has a key")
         else:
             await conn.execute(
                 "UPDATE users SET api_key_hash = %s, disabled = false "
@@ -217,11 +220,11 @@ def _device(row: tuple[Any, ...]) -> Device:
 def check_imei(imei: str) -> None:
     problem = ids.imei_problem(imei)
     if problem:
-        raise Invalid("invalid_imei", problem, field="imei")
+        raise InvalidError("invalid_imei", problem, field="imei")
 
 
 async def get_device(conn: Conn, tenant_id: str, imei: str, *, for_update: bool = False) -> Device:
-    """The tenant's device ``imei``; NotFound when it is absent *or* another tenant's."""
+    """The tenant's device ``imei``; NotFoundError when it is absent *or* another tenant's."""
     check_imei(imei)
     lock = " FOR UPDATE OF d" if for_update else ""
     row = await (
@@ -230,7 +233,7 @@ async def get_device(conn: Conn, tenant_id: str, imei: str, *, for_update: bool 
         )
     ).fetchone()
     if row is None:
-        raise NotFound("device_not_found", f"no device {imei} in this tenant", field="imei")
+        raise NotFoundError("device_not_found", f"no device {imei} in this tenant", field="imei")
     return _device(row)
 
 
@@ -252,13 +255,13 @@ async def register_device(
         if row is None:  # pragma: no cover - inserted or already there
             raise RuntimeError("device vanished during registration")
         if row[0] != tenant_id:
-            raise Conflict(
+            raise ConflictError(
                 "imei_registered_elsewhere",
                 "this IMEI is registered to another institution; contact support",
                 field="imei",
             )
         if row[1] != kind:
-            raise Conflict(
+            raise ConflictError(
                 "kind_mismatch", f"device {imei} is registered as {row[1]}", field="kind"
             )
         return await get_device(conn, tenant_id, imei), created
@@ -275,7 +278,7 @@ async def bind_device(conn: Conn, tenant_id: str, imei: str, binding: Binding) -
     async with conn.transaction():
         device = await get_device(conn, tenant_id, imei, for_update=True)
         if device.revoked:
-            raise Conflict("device_revoked", f"device {imei} is revoked")
+            raise ConflictError("device_revoked", f"device {imei} is revoked")
         vehicle = await (
             await conn.execute(
                 "INSERT INTO vehicles (tenant_id, vin, plate) VALUES (%s, %s, %s) "
@@ -312,7 +315,7 @@ async def bind_device(conn: Conn, tenant_id: str, imei: str, binding: Binding) -
         ).fetchone()
         assert loan is not None
         if loan[1] != vehicle_id:
-            raise Conflict(
+            raise ConflictError(
                 "loan_vehicle_mismatch",
                 f"contract {binding.contract_id!r} secures another vehicle",
                 field="contract_id",
@@ -334,11 +337,11 @@ def _check_binding(b: Binding) -> None:
     if b.plate is not None and not 1 <= len(b.plate) <= MAX_PLATE_CHARS:
         checks.append(("plate", "invalid_plate", f"a plate is 1-{MAX_PLATE_CHARS} characters"))
     if b.declared_address is not None and len(b.declared_address) > MAX_ADDRESS_CHARS:
-        problem = f"an address is at most {MAX_ADDRESS_CHARS} characters"
-        checks.append(("declared_address", "invalid_address", problem))
+        too_long = f"an address is at most {MAX_ADDRESS_CHARS} characters"
+        checks.append(("declared_address", "invalid_address", too_long))
     for field, code, problem in checks:
         if problem:
-            raise Invalid(code, problem, field=field)
+            raise InvalidError(code, problem, field=field)
 
 
 def _areas_json(areas: list[Area] | None) -> str | None:
@@ -353,7 +356,7 @@ async def loan_regions(conn: Conn, loan_id: int) -> tuple[list[Area], list[Area]
         )
     ).fetchone()
     if row is None:
-        raise NotFound("loan_not_found", f"no loan {loan_id}")
+        raise NotFoundError("loan_not_found", f"no loan {loan_id}")
     return msgspec.convert(row[0], list[Area]), msgspec.convert(row[1], list[Area])
 
 
@@ -403,7 +406,7 @@ async def record_credentials(
         (credential_hash, token_id, token_expires_at, device_id),
     )
     if cur.rowcount != 1:
-        raise Conflict("device_revoked", f"device {device_id} is revoked")
+        raise ConflictError("device_revoked", f"device {device_id} is revoked")
 
 
 async def revoke_device(conn: Conn, tenant_id: str, imei: str) -> Device:

@@ -59,7 +59,7 @@ def test_each_bad_input_is_counted_quarantined_and_isolated(
 
     acks: list[CommitAck] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda _c, _u, msg: acks.append(decode(msg.payload, CommitAck))
+    client.on_message = lambda _c, _u, msg: acks.append(decode(bytes(msg.payload), CommitAck))
     client.connect(mosquitto.host, mosquitto.plain_port)
     client.loop_start()
     client.subscribe(device_topic(good, Channel.ACK), qos=1)
@@ -99,7 +99,7 @@ def test_each_bad_input_is_counted_quarantined_and_isolated(
 
     with psycopg.connect(fresh_db) as conn:
         stored = conn.execute("SELECT device_id, seq FROM fixes ORDER BY seq").fetchall()
-        reasons = dict(
+        reasons: dict[str, int] = dict(
             conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
         )
         signals = conn.execute("SELECT device_id, kind FROM signals ORDER BY device_id").fetchall()
