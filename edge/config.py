@@ -57,6 +57,15 @@ class GnssSettings(_Section):
     fix_timeout_s: PositiveSeconds = 300.0
 
 
+class IoSettings(_Section):
+    """The tracker's hardware I/O channel (protocols/hwio.py JSON lines); none on a bare receiver."""
+
+    source: Literal["none", "serial", "pty", "tcp", "file", "stdin"] = "none"
+    path: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=10111, gt=0, lt=65536)
+
+
 class GateSettings(_Section):
     max_hdop: float = Field(default=5.0, gt=0)
     min_sats: int = Field(default=4, ge=0)
@@ -89,6 +98,7 @@ class UplinkSettings(_Section):
     keepalive_s: int = Field(default=60, ge=5, le=3600)
     backoff_min_s: PositiveSeconds = 1.0
     backoff_max_s: PositiveSeconds = 60.0
+    ack_timeout_s: PositiveSeconds = 20.0  # resend a batch not committed by then
 
     _check_password = field_validator("password")(_secret_ref)
 
@@ -103,6 +113,7 @@ class EdgeConfig(_Section):
     kind: Literal["edge"]
     device: DeviceSettings
     gnss: GnssSettings = GnssSettings()
+    io: IoSettings = IoSettings()
     gate: GateSettings = GateSettings()
     reporting: ReportingSettings = ReportingSettings()
     outbox: OutboxSettings = OutboxSettings()

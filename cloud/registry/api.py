@@ -30,7 +30,7 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from cloud.registry import issue, schema, store
+from cloud.registry import issue, model, schema, store
 from cloud.registry.broker_auth import BrokerFiles, BrokerSyncError, sync_broker
 from protocols.errors import RegionError
 from protocols.policy import Area, Policy
@@ -96,10 +96,10 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return resp
 
 
-_REGISTRY_STATUS: dict[type[store.RegistryError], int] = {
-    store.NotFoundError: 404,
-    store.ConflictError: 409,
-    store.InvalidError: 422,
+_REGISTRY_STATUS: dict[type[model.RegistryError], int] = {
+    model.NotFoundError: 404,
+    model.ConflictError: 409,
+    model.InvalidError: 422,
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -117,7 +117,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.field)
-    except store.RegistryError as exc:
+    except model.RegistryError as exc:
         status = _REGISTRY_STATUS.get(type(exc), 409)
         return error_response(status, exc.code, exc.message, exc.field)
     except BrokerSyncError as exc:
@@ -150,7 +150,7 @@ def _json(status: int, body: object) -> web.Response:
 # ---------------------------------------------------------------- request helpers
 
 
-async def _installer(request: web.Request, conn: store.Conn) -> store.Installer:
+async def _installer(request: web.Request, conn: store.Conn) -> model.Installer:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.localsvc import hash_password
-from cloud.registry import store
+from cloud.registry import model, store
 from protocols.topics import broker_acl_patterns, valid_device_id
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _check_account(account: ServiceAccount) -> None:
 
 
 def render_password_file(
-    devices: Iterable[store.BrokerCredential], accounts: Sequence[ServiceAccount]
+    devices: Iterable[model.BrokerCredential], accounts: Sequence[ServiceAccount]
 ) -> str:
     """``username:hash`` lines: devices (username = device id), then service accounts."""
     lines: list[str] = []
@@ -173,7 +173,7 @@ class BrokerFiles:
     password_mode: int = 0o600  # hashes: owner only (or 0o640 with the broker's group)
     acl_mode: int = 0o644
 
-    def apply(self, devices: Sequence[store.BrokerCredential]) -> None:
+    def apply(self, devices: Sequence[model.BrokerCredential]) -> None:
         """Render and write both files, then reload the broker (blocking)."""
         passwords = render_password_file(devices, self.accounts)
         acl = render_acl_file(self.accounts)

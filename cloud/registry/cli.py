@@ -30,7 +30,7 @@ def _with_db(path: Path, action: Callable[[Any], Awaitable[int]]) -> int:
 
     import psycopg
 
-    from cloud.registry.store import RegistryError
+    from cloud.registry.model import RegistryError
     from cloud.secrets_io import dsn_with_password, secret
     from protocols.secrets import SecretError
 

@@ -20,7 +20,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.localsvc import hash_password
-from cloud.registry import store
+from cloud.registry import model, store
 from protocols.policy import Policy
 from protocols.tokens import (
     MAX_POLICY_CHARS,
@@ -45,12 +45,12 @@ class Signer:
 class Issued:
     """What a device is given once: its MQTT password, terminal token and signed policy."""
 
-    device: store.Device
+    device: model.Device
     mqtt_password: str
     token: str
     token_id: str
     token_expires_at: datetime
-    policy: store.PolicyRecord
+    policy: model.PolicyRecord
 
 
 def policy_id_for(device_id: str, version: int) -> str:
@@ -79,12 +79,12 @@ async def issue(
         )
         jws = sign_policy(signer.private_key, policy)
         if len(jws) > MAX_POLICY_CHARS:
-            raise store.ConflictError(
+            raise model.ConflictError(
                 "policy_too_large",
                 f"the signed policy is {len(jws)} characters, over {MAX_POLICY_CHARS}; "
                 "simplify the region shapes",
             )
-        record = store.PolicyRecord(
+        record = model.PolicyRecord(
             id=policy.policy_id,
             device_id=imei,
             tenant_id=tenant_id,
@@ -105,18 +105,18 @@ async def rotate(
         device = await _issuable(conn, tenant_id, imei)
         latest = await store.latest_policy(conn, imei)
         if latest is None or not device.has_credentials:
-            raise store.ConflictError(
+            raise model.ConflictError(
                 "no_credentials", f"device {imei} has no credentials to rotate; issue them first"
             )
         return await _new_secrets(conn, signer, device, latest, now)
 
 
-async def _issuable(conn: store.Conn, tenant_id: str, imei: str) -> store.Device:
+async def _issuable(conn: store.Conn, tenant_id: str, imei: str) -> model.Device:
     device = await store.get_device(conn, tenant_id, imei, for_update=True)
     if device.revoked:
-        raise store.ConflictError("device_revoked", f"device {imei} is revoked")
+        raise model.ConflictError("device_revoked", f"device {imei} is revoked")
     if not device.bound:
-        raise store.ConflictError(
+        raise model.ConflictError(
             "device_not_bound", f"bind device {imei} to a vehicle and a loan first"
         )
     return device
@@ -125,8 +125,8 @@ async def _issuable(conn: store.Conn, tenant_id: str, imei: str) -> store.Device
 async def _new_secrets(
     conn: store.Conn,
     signer: Signer,
-    device: store.Device,
-    policy: store.PolicyRecord,
+    device: model.Device,
+    policy: model.PolicyRecord,
     now: datetime,
 ) -> Issued:
     assert device.vin is not None

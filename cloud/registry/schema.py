@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from cloud.registry import store
+from cloud.registry import model, store
 from protocols.policy import Area
 
 Text64 = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -34,8 +34,8 @@ class BindRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     allowed: Annotated[list[Area], Meta(max_length=MAX_AREAS)] | None = None
     forbidden: Annotated[list[Area], Meta(max_length=MAX_AREAS)] | None = None
 
-    def binding(self) -> store.Binding:
-        return store.Binding(
+    def binding(self) -> model.Binding:
+        return model.Binding(
             vin=self.vin,
             contract_id=self.contract_id,
             plate=self.plate,
@@ -71,7 +71,7 @@ class DeviceOut(Struct, frozen=True, kw_only=True):
     created_at: datetime
 
     @classmethod
-    def of(cls, d: store.Device) -> DeviceOut:
+    def of(cls, d: model.Device) -> DeviceOut:
         return cls(
             device_id=d.id,
             tenant=d.tenant_id,

@@ -22,7 +22,7 @@ from cloud.registry.broker_auth import (
     write_atomic,
 )
 from cloud.registry.ids import with_check_digit
-from cloud.registry.store import BrokerCredential
+from cloud.registry.model import BrokerCredential
 from protocols.topics import broker_acl_patterns
 
 DEV_A = with_check_digit("35000000000001")
