@@ -241,7 +241,9 @@ def cpu_split(a: CpuSample, b: CpuSample) -> dict[str, float]:
     """Cores used by each group between two samples (1.0 = one core busy all the time)."""
     wall = max(b.at - a.at, 1e-9)
     used = {k: (b.groups.get(k, 0.0) - v) / wall for k, v in a.groups.items()}
-    used["machine busy"] = (b.busy - a.busy) / wall
+    busy = (b.busy - a.busy) / wall
+    used["other (kernel softirq, this bench, rest)"] = busy - sum(used.values())
+    used["machine busy"] = busy
     used["machine idle"] = (b.idle - a.idle) / wall
     return used
 
@@ -280,13 +282,7 @@ def stored_counts(dsn: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def row_count(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM fixes").fetchone()
-    return int(row[0]) if row else 0
-
-
-# --------------------------------------------------------------------------- fixes like the loadgen's
+# --------------------------------------------------------------------------- loadgen-like fixes
 
 
 def sample_fixes(
@@ -404,7 +400,7 @@ def broker_limit(
     received = 0
     deadline = started + 60.0
     while received < count and time.perf_counter() < deadline:
-        data = out.read1(1 << 16)
+        data = os.read(out.fileno(), 1 << 16)
         if not data:
             break
         received += data.count(b"\n")
@@ -652,24 +648,9 @@ def _wait_exit_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     return False
 
 
-def trial(rig: Rig, config: Config, warm_s: float, window_s: float) -> float:
-    """Steady-state fixes/s of ``config``: committed rows over a window after a warm-up."""
-    with ingest_setup(rig, config) as (dsn, broker, _workers):
-        err_path = rig.workdir / f"loadgen-run{rig.runs}.log"
-        with err_path.open("ab") as err:
-            gen = _loadgen(rig, broker, config.batch, 1_000_000, err, err)
-            try:
-                time.sleep(warm_s)
-                n0, t0 = row_count(dsn), time.monotonic()
-                time.sleep(window_s)
-                n1, t1 = row_count(dsn), time.monotonic()
-                if gen.poll() is not None:
-                    raise RuntimeError(
-                        f"load generator exited early:\n{err_path.read_text()[-2000:]}"
-                    )
-            finally:
-                rig.children.stop(gen, timeout=5)
-    return (n1 - n0) / (t1 - t0)
+def fixes_for(rate: float, seconds: float, devices: int, batch: int) -> int:
+    """Fixes per device (whole batches) for about ``seconds`` of load at ``rate`` fixes/s."""
+    return max(batch, round(rate * seconds / devices / batch) * batch)
 
 
 def full_run(rig: Rig, config: Config, fixes_per_device: int, timeout_s: float) -> IngestResult:
@@ -872,7 +853,7 @@ class Report:
     machine: Machine
     command: str
     started: datetime
-    trials: list[tuple[Config, float]]
+    trials: list[IngestResult]
     ingest: IngestResult
     broker: BrokerResult
     copy: CopyResult
@@ -938,11 +919,15 @@ class Report:
             "|---|---|---|---|",
             *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows()),
             "",
-            "## Configurations tried (short windows, rows committed per second)",
+            "## Configurations tried (short runs, rows committed / wall time)",
             "",
-            "| configuration | fixes/s |",
-            "|---|---|",
-            *(f"| {c.label} | {r:,.0f} |" for c, r in self.trials),
+            "| configuration | fixes | fixes/s | p50 ms | p99 ms |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {t.config.label} | {t.rows:,} | {t.fixes_per_s:,.0f} | "
+                f"{_num(t.number('p50_ms'))} | {_num(t.number('p99_ms'))} |"
+                for t in self.trials
+            ),
             "",
             f"Kept: {i.config.label}; {i.devices} devices x {i.fixes_per_device:,} fixes, "
             f"one batch in flight per device; wall {i.wall_s:.1f} s"
@@ -994,8 +979,12 @@ class Report:
         ]
         for r in self.rows():
             out.append("  ".join(r[k].ljust(width[k]) for k in range(4)).rstrip())
-        out += ["", "configurations tried (steady-state window):"]
-        out += [f"  {c.label:<28} {r:>10,.0f} fixes/s" for c, r in self.trials]
+        out += ["", "configurations tried (short runs):"]
+        out += [
+            f"  {t.config.label:<28} {t.fixes_per_s:>8,.0f} fixes/s  p50 {_num(t.number('p50_ms'))}"
+            f" ms  p99 {_num(t.number('p99_ms'))} ms"
+            for t in self.trials
+        ]
         out += [f"kept: {i.config.label}, {i.devices} devices x {i.fixes_per_device:,} fixes, "
                 f"wall {i.wall_s:.1f} s{'' if i.complete else ' (INCOMPLETE)'}"]  # fmt: skip
         out += ["", "CPU during the end-to-end run (cores):"]
@@ -1027,19 +1016,18 @@ def run(args: argparse.Namespace, command: str) -> Report:
         rig = Rig(children, pg, workdir, args.devices, profile_dir=None)
         configs = parse_configs(args.configs)
 
-        trials: list[tuple[Config, float]] = []
+        trials: list[IngestResult] = []
+        best, best_rate = configs[0], float(args.guess)
         if len(configs) > 1:
             for cfg in configs:
-                say(f"trial: {cfg.label} ({args.trial_warm:.0f}+{args.trial_window:.0f} s)")
-                rate = trial(rig, cfg, args.trial_warm, args.trial_window)
-                trials.append((cfg, rate))
-                say(f"  {rate:,.0f} fixes/s")
-            best, best_rate = max(trials, key=lambda t: t[1])
-        else:
-            best, best_rate = configs[0], float(args.guess)
-        fixes = max(
-            best.batch, round(best_rate * args.seconds / args.devices / best.batch) * best.batch
-        )
+                n = fixes_for(best_rate, args.trial_seconds, args.devices, cfg.batch)
+                say(f"trial: {cfg.label}, {args.devices} devices x {n:,} fixes")
+                t = full_run(rig, cfg, n, timeout_s=args.trial_seconds * 3 + 20)
+                trials.append(t)
+                say(f"  {t.fixes_per_s:,.0f} fixes/s, p50 {_num(t.number('p50_ms'))} ms")
+            top = max(trials, key=lambda t: t.fixes_per_s)
+            best, best_rate = top.config, top.fixes_per_s
+        fixes = fixes_for(best_rate, args.seconds, args.devices, best.batch)
         say(f"end-to-end run: {best.label}, {args.devices} devices x {fixes:,} fixes "
             f"(~{args.seconds:.0f} s at {best_rate:,.0f}/s)")  # fmt: skip
         rig.profile_dir = profile_dir
@@ -1095,9 +1083,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="1x50,2x50,2x100",
         help="WORKERSxBATCH,... tried in short windows; the fastest runs end to end",
     )
-    p.add_argument("--trial-warm", type=float, default=3.0)
-    p.add_argument("--trial-window", type=float, default=6.0)
-    p.add_argument("--guess", type=float, default=20_000, help="fixes/s to size a single config")
+    p.add_argument("--trial-seconds", type=float, default=8.0, help="target length of each trial")
+    p.add_argument("--guess", type=float, default=25_000, help="fixes/s to size the first run")
     p.add_argument("--broker-messages", type=int, default=30_000)
     p.add_argument("--copy-seconds", type=float, default=5.0)
     p.add_argument("--copy-rows", type=int, default=5000, help="rows per COPY transaction")

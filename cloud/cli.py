@@ -8,6 +8,7 @@ import argparse
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cloud import cli_keys
     from cloud.ingest import cli as ingest_cli
+    from cloud.registry import cli as registry_cli
     from cloud.storage import cli as storage_cli
 
     group = sub.add_parser("cloud", help="cloud services: ingest, storage, registry")
@@ -15,3 +16,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     storage_cli.register(cmds)
     ingest_cli.register(cmds)
     cli_keys.register(cmds)
+    registry_cli.register(cmds)

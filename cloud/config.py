@@ -72,14 +72,22 @@ class ApiSettings(_Section):
 
 
 class RegistrySettings(_Section):
+    listen_host: str = "127.0.0.1"
+    listen_port: Port = 8081
     signing_key: str | None = None  # secret reference to the platform Ed25519 PEM
-    installer_credentials: str | None = None  # secret reference: file of installer tokens
     token_lifetime_days: int = Field(default=365, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The broker as trackers reach it (public name, TLS port, CA they must trust);
+    # unset fields fall back to [mqtt], the cloud's own view of the broker.
+    device_mqtt_host: str | None = None
+    device_mqtt_port: Port | None = None
+    device_mqtt_tls_port: Port | None = None
+    device_ca_file: Path | None = None
     mosquitto_password_file: Path | None = None
     mosquitto_acl_file: Path | None = None
     mosquitto_pid_file: Path | None = None
 
-    _check_refs = field_validator("signing_key", "installer_credentials")(_secret_ref)
+    _check_refs = field_validator("signing_key")(_secret_ref)
 
 
 class RetentionSettings(_Section):

@@ -1,24 +1,15 @@
-"""MQTT details the broker launcher needs: a CONNECT probe and Mosquitto's password hash."""
+"""MQTT details the broker launcher needs: a CONNECT probe (and the password hash)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import secrets
 import socket
 import ssl
 
-PBKDF2_ITERATIONS = 101
-"""Iterations of the ``$7$`` (PBKDF2-SHA512) hash; mosquitto_passwd's default."""
+from cloud.mosquitto_hash import hash_password
 
-
-def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
-    """Mosquitto's ``$7$`` password hash: PBKDF2-SHA512, 12-byte salt, base64 fields."""
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    b64 = base64.b64encode
-    return f"$7${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+__all__ = ["hash_password", "mqtt_probe"]
 
 
 def mqtt_probe(

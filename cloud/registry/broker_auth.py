@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud.localsvc import hash_password
+from cloud.mosquitto_hash import hash_password
 from cloud.registry import model, store
 from protocols.topics import broker_acl_patterns, valid_device_id
 

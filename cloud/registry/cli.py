@@ -107,7 +107,7 @@ def sync_broker(path: Path) -> int:
     return _with_db(path, action)
 
 
-def serve(path: Path, host: str, port: int) -> int:
+def serve(path: Path, host: str | None, port: int | None) -> int:
     import logging
 
     from cloud.registry.service import RegistryConfigError
@@ -137,8 +137,8 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg_cmds = reg.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
     p = reg_cmds.add_parser("serve", help="run the provisioning API for installers")
     _config_arg(p)
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8081, help="listen port (default 8081)")
+    p.add_argument("--host", default=None, help="listen address (default registry.listen_host)")
+    p.add_argument("--port", type=int, default=None, help="listen port (registry.listen_port)")
     p.set_defaults(func=lambda a: serve(a.config, a.host, a.port))
     p = reg_cmds.add_parser(
         "sync-broker", help="rewrite Mosquitto's password and ACL files from the database"

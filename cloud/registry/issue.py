@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.localsvc import hash_password
+from cloud.mosquitto_hash import hash_password
 from cloud.registry import model, store
 from protocols.policy import Policy
 from protocols.tokens import (

@@ -20,8 +20,6 @@ from protocols.tokens import load_private_key
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8081
 _T = TypeVar("_T")
 
 
@@ -78,18 +76,21 @@ def _signing_key(cfg: CloudConfig) -> Ed25519PrivateKey:
 
 
 def _endpoint(cfg: CloudConfig) -> MqttEndpoint:
-    mqtt = cfg.mqtt
+    """The broker as trackers reach it: ``registry.device_*`` keys, else ``[mqtt]``."""
+    mqtt, reg = cfg.mqtt, cfg.registry
+    ca_file = reg.device_ca_file or mqtt.ca_file
     ca_pem = None
-    if mqtt.ca_file is not None:
+    if ca_file is not None:
         try:
-            ca_pem = mqtt.ca_file.read_text(encoding="utf-8")
+            ca_pem = ca_file.read_text(encoding="utf-8")
         except OSError as exc:
-            problem = f"mqtt.ca_file: cannot read {mqtt.ca_file} ({exc.strerror})"
-            raise RegistryConfigError([problem]) from None
+            key = "registry.device_ca_file" if reg.device_ca_file else "mqtt.ca_file"
+            raise RegistryConfigError([f"{key}: cannot read {ca_file} ({exc.strerror})"]) from None
+    explicit = reg.device_mqtt_port is not None or reg.device_mqtt_tls_port is not None
     return MqttEndpoint(
-        host=mqtt.host,
-        port=None if mqtt.tls else mqtt.port,
-        tls_port=mqtt.port if mqtt.tls else None,
+        host=reg.device_mqtt_host or mqtt.host,
+        port=reg.device_mqtt_port if explicit else (None if mqtt.tls else mqtt.port),
+        tls_port=reg.device_mqtt_tls_port if explicit else (mqtt.port if mqtt.tls else None),
         ca_pem=ca_pem,
     )
 
@@ -118,6 +119,7 @@ def settings_from_config(cfg: CloudConfig) -> RegistrySettings:
         broker=broker,
         pool_min=cfg.database.pool_min,
         pool_max=cfg.database.pool_max,
+        max_body_bytes=cfg.registry.max_body_bytes,
     )
 
 
@@ -128,7 +130,7 @@ def _dsn(cfg: CloudConfig) -> str:
         raise RegistryConfigError([f"database.password: {exc}"]) from None
 
 
-def serve(cfg: CloudConfig, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(cfg: CloudConfig, *, host: str | None = None, port: int | None = None) -> None:
     """Run the provisioning API until SIGINT/SIGTERM."""
     settings = settings_from_config(cfg)
     if settings.broker.reload is None:
@@ -136,5 +138,7 @@ def serve(cfg: CloudConfig, *, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
             "registry.mosquitto_pid_file is not set: broker files are written but the broker "
             "is not reloaded, so new and revoked credentials wait for its next reload"
         )
+    host = host or cfg.registry.listen_host
+    port = port or cfg.registry.listen_port
     log.info("registry listening on http://%s:%d", host, port)
     web.run_app(build_app(settings), host=host, port=port, print=None)
