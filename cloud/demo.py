@@ -1,7 +1,7 @@
 """``vgr demo``: start the whole stack on this machine and show it working.
 
 Starts a private PostgreSQL + TimescaleDB and a private Mosquitto (in
-``var/demo/``, on free loopback ports), migrates the database, registers a demo
+``$TMPDIR/vgr-demo/`` by default, on free loopback ports), migrates the database, registers a demo
 tenant and its devices, starts an ingest worker, and drives a simulated fleet
 through it, printing what is stored as it happens. Ctrl-C stops everything.
 """
@@ -14,8 +14,9 @@ import contextlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DEMO_TENANT = "demo-bank"
@@ -88,9 +89,11 @@ def demo(args: argparse.Namespace) -> int:
             port=broker.plain_port,
             device_ids=tuple(ids),
             fixes_per_device=10**9,
-            batch_size=5,
-            fix_interval=timedelta(seconds=10),
+            batch_size=1,
+            # Live: GNSS time advances with the wall clock, starting now.
+            fix_interval=timedelta(seconds=1 / args.rate),
             rate_per_device=args.rate,
+            start=datetime.now(UTC).replace(microsecond=0),
         )
         print(f"  fleet                     {len(ids)} simulated trackers; Ctrl-C to stop\n")
         stop = asyncio.Event()
@@ -132,7 +135,11 @@ def demo(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="start the whole stack locally with a simulated fleet")
-    p.add_argument("--dir", default="var/demo", help="where the demo keeps its services' data")
+    p.add_argument(
+        "--dir",
+        default=str(Path(tempfile.gettempdir()) / "vgr-demo"),
+        help="where the demo keeps its services' data (must be reachable by the postgres user)",
+    )
     p.add_argument("--devices", type=int, default=200)
     p.add_argument("--rate", type=float, default=0.5, help="fixes per second per device")
     p.add_argument("--metrics-port", type=int, default=9101)

@@ -58,7 +58,7 @@ class GnssSettings(_Section):
 
 
 class IoSettings(_Section):
-    """The tracker's hardware I/O channel (protocols/hwio.py JSON lines); none on a bare receiver."""
+    """The tracker's hardware I/O channel (protocols/hwio.py JSON lines); none if bare."""
 
     source: Literal["none", "serial", "pty", "tcp", "file", "stdin"] = "none"
     path: str | None = None
