@@ -99,10 +99,8 @@ def angle(s: str, hemisphere: str, *, latitude: bool) -> float | None:
     Both empty means no position; one without the other, a hemisphere of the
     wrong axis, or minutes ≥ 60 is malformed.
     """
-    if not s and not hemisphere:
-        return None
     if not s:
-        return None  # a hemisphere letter alone: receivers without a fix do this
+        return None  # also with a hemisphere letter alone, as bu303 sends without a fix
     allowed = "NS" if latitude else "EW"
     if hemisphere not in allowed or len(hemisphere) != 1:
         msg = f"hemisphere {hemisphere!r} is not one of {allowed}"

@@ -26,7 +26,6 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, time
 from functools import reduce
 from typing import Final
 
@@ -42,6 +41,22 @@ from edge.nmea.fields import (
     integer,
     make_date,
     number,
+)
+from edge.nmea.updates import (
+    GGA_FIX_QUALITIES,
+    SYSTEM_IDS,
+    TALKERS,
+    Gga,
+    Gll,
+    Gns,
+    Gsa,
+    Gsv,
+    Rmc,
+    Update,
+    Vtg,
+    Zda,
+    faa_valid,
+    gns_fixed,
 )
 
 NO_CHECKSUM: Final = "no_checksum"
@@ -62,36 +77,6 @@ REASONS: Final = (
     TOO_FEW_FIELDS,
     PARSE_ERROR,
 )
-
-GPS: Final = "GPS"
-GLONASS: Final = "GLONASS"
-GALILEO: Final = "Galileo"
-BEIDOU: Final = "BeiDou"
-QZSS: Final = "QZSS"
-NAVIC: Final = "NavIC"
-
-#: Talker IDs we accept → the constellation they speak for (None: several, "GN").
-TALKERS: Final[Mapping[str, str | None]] = {
-    "GP": GPS,
-    "GL": GLONASS,
-    "GA": GALILEO,
-    "BD": BEIDOU,  # the Chinese TSCPB standard's ID
-    "GB": BEIDOU,  # NMEA 4.x's ID for BeiDou
-    "GQ": QZSS,
-    "QZ": QZSS,
-    "GI": NAVIC,
-    "GN": None,
-}
-
-#: NMEA 4.10 GNSS system IDs (last field of GSA and GSV).
-SYSTEM_IDS: Final[Mapping[int, str]] = {
-    1: GPS,
-    2: GLONASS,
-    3: GALILEO,
-    4: BEIDOU,
-    5: QZSS,
-    6: NAVIC,
-}
 
 #: Known types we ignore on purpose: nothing in them changes a fix record.
 IGNORED: Final = frozenset(
@@ -116,105 +101,6 @@ IGNORED: Final = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Rmc:
-    """Recommended minimum data: the only sentence with time, date and velocity."""
-
-    talker: str
-    tod: time | None  # UTC time of day
-    valid: bool  # status A (and, with a mode indicator, not N)
-    lat: float | None
-    lon: float | None
-    speed_mps: float | None
-    course_deg: float | None
-    date: date | None
-
-
-@dataclass(frozen=True, slots=True)
-class Gga:
-    """Fix data: position, quality, satellites, HDOP and altitude."""
-
-    talker: str
-    tod: time | None
-    quality: int  # 0 = no fix
-    lat: float | None
-    lon: float | None
-    sats: int | None
-    hdop: float | None
-    alt_m: float | None  # above mean sea level
-
-
-@dataclass(frozen=True, slots=True)
-class Gns:
-    """Multi-constellation fix data: like GGA with one mode letter per system."""
-
-    talker: str
-    tod: time | None
-    modes: str  # per system, in order GPS, GLONASS, Galileo, BeiDou, QZSS, NavIC
-    lat: float | None
-    lon: float | None
-    sats: int | None
-    hdop: float | None
-    alt_m: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Gll:
-    """Position only."""
-
-    talker: str
-    tod: time | None
-    valid: bool
-    lat: float | None
-    lon: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Gsa:
-    """Fix type, the satellites used and the DOPs, for one system (or all)."""
-
-    talker: str
-    system: str | None  # from the NMEA 4.10 system ID, else the talker
-    fix_type: int | None  # 1 none, 2 2D, 3 3D
-    prns: tuple[int, ...]
-    pdop: float | None
-    hdop: float | None
-    vdop: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Gsv:
-    """One part of the satellites-in-view table."""
-
-    talker: str
-    parts: int
-    part: int
-    in_view: int | None
-    prns: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Vtg:
-    """Course and speed over ground."""
-
-    talker: str
-    course_deg: float | None
-    speed_mps: float | None
-    valid: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Zda:
-    """UTC date and time."""
-
-    talker: str
-    tod: time | None
-    date: date | None
-
-
-Update = Rmc | Gga | Gns | Gll | Gsa | Gsv | Vtg | Zda
-
-
-@dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
     detail: str
@@ -233,7 +119,16 @@ def _extra(msg: pynmea2.NMEASentence, index: int) -> str:
     return data[index] if index < len(data) else ""
 
 
-def _position(msg: pynmea2.NMEASentence) -> tuple[float | None, float | None]:
+def _position(
+    msg: pynmea2.NMEASentence, *, fixed: bool = True
+) -> tuple[float | None, float | None]:
+    """Signed degrees; ``(None, None)`` without a fix, whatever the fields hold.
+
+    Receivers without a fix fill the position with placeholders (mtk-3301
+    sends latitude ``8960.000000``): they are not a position, so not parsed.
+    """
+    if not fixed:
+        return None, None
     lat = angle(_raw(msg, "lat"), _raw(msg, "lat_dir"), latitude=True)
     lon = angle(_raw(msg, "lon"), _raw(msg, "lon_dir"), latitude=False)
     if (lat is None) != (lon is None):
@@ -254,26 +149,22 @@ def _course(s: str) -> float | None:
     return v
 
 
-def _faa_valid(mode: str) -> bool:
-    """NMEA 2.3 mode indicator: N (not valid) and E… are no fix; empty says nothing."""
-    return mode not in {"N", "E", "M", "S"}
-
-
 def _rmc(talker: str, msg: pynmea2.NMEASentence) -> Rmc:
     """$GNRMC,074155.799,A,3114.8770,N,12135.2463,E,0.30,4.94,250215,,,A*76
 
     Speed comes in knots and leaves in m/s. Status ``A`` with a mode
     indicator of ``N`` (some receivers send both) counts as not valid.
     """
-    lat, lon = _position(msg)
     status = _raw(msg, "status")
     if status not in {"A", "V", ""}:
-        msg_ = f"RMC status {status!r}"
-        raise FieldError(msg_)
+        detail = f"RMC status {status!r}"
+        raise FieldError(detail)
+    valid = status == "A" and faa_valid(_raw(msg, "mode_indicator"))
+    lat, lon = _position(msg, fixed=valid)
     return Rmc(
         talker=talker,
         tod=hhmmss(_raw(msg, "timestamp")),
-        valid=status == "A" and _faa_valid(_raw(msg, "mode_indicator")),
+        valid=valid,
         lat=lat,
         lon=lon,
         speed_mps=_knots(_raw(msg, "spd_over_grnd")),
@@ -287,7 +178,8 @@ def _gga(talker: str, msg: pynmea2.NMEASentence) -> Gga:
 
     Altitude is above mean sea level; only metres (``M``) are accepted.
     """
-    lat, lon = _position(msg)
+    quality = integer(_raw(msg, "gps_qual"), "quality") or 0
+    lat, lon = _position(msg, fixed=quality in GGA_FIX_QUALITIES)
     unit = _raw(msg, "altitude_units")
     alt = number(_raw(msg, "altitude"), "altitude")
     if alt is not None and unit not in {"M", ""}:
@@ -296,7 +188,7 @@ def _gga(talker: str, msg: pynmea2.NMEASentence) -> Gga:
     return Gga(
         talker=talker,
         tod=hhmmss(_raw(msg, "timestamp")),
-        quality=integer(_raw(msg, "gps_qual"), "quality") or 0,
+        quality=quality,
         lat=lat,
         lon=lon,
         sats=integer(_raw(msg, "num_sats"), "satellites"),
@@ -310,11 +202,11 @@ def _gns(talker: str, msg: pynmea2.NMEASentence) -> Gns:
 
     One mode letter per constellation; all ``N`` (or none) means no fix.
     """
-    lat, lon = _position(msg)
     modes = _raw(msg, "mode_indicator")
     if not modes.isalpha() and modes:
         detail = f"GNS mode {modes!r}"
         raise FieldError(detail)
+    lat, lon = _position(msg, fixed=gns_fixed(modes))
     return Gns(
         talker=talker,
         tod=hhmmss(_raw(msg, "timestamp")),
@@ -329,11 +221,12 @@ def _gns(talker: str, msg: pynmea2.NMEASentence) -> Gns:
 
 def _gll(talker: str, msg: pynmea2.NMEASentence) -> Gll:
     """$GNGLL,4404.13387,N,12118.85628,W,000941.00,A,A*69"""
-    lat, lon = _position(msg)
+    valid = _raw(msg, "status") == "A" and faa_valid(_raw(msg, "faa_mode"))
+    lat, lon = _position(msg, fixed=valid)
     return Gll(
         talker=talker,
         tod=hhmmss(_raw(msg, "timestamp")),
-        valid=_raw(msg, "status") == "A" and _faa_valid(_raw(msg, "faa_mode")),
+        valid=valid,
         lat=lat,
         lon=lon,
     )
@@ -357,8 +250,7 @@ def _gsa(talker: str, msg: pynmea2.NMEASentence) -> Gsa:
     prns = tuple(
         p
         for p in (
-            integer(_extra(msg, i), "PRN")
-            for i in range(_GSA_FIRST_SV, _GSA_FIRST_SV + _GSA_SLOTS)
+            integer(_extra(msg, i), "PRN") for i in range(_GSA_FIRST_SV, _GSA_FIRST_SV + _GSA_SLOTS)
         )
         if p is not None
     )
@@ -416,7 +308,7 @@ def _vtg(talker: str, msg: pynmea2.NMEASentence) -> Vtg:
         talker=talker,
         course_deg=_course(_raw(msg, "true_track")),
         speed_mps=speed,
-        valid=_faa_valid(_raw(msg, "faa_mode")),
+        valid=faa_valid(_raw(msg, "faa_mode")),
     )
 
 
