@@ -47,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as dist_version
+from itertools import pairwise
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -526,6 +527,13 @@ class IngestResult:
     complete: bool
     summary: dict[str, str] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (s since start, rows)
+    checkpoints: int = 0
+
+    def window_rates(self) -> list[float]:
+        """Rows/s committed in each sampling window of the run."""
+        pts = self.timeline
+        return [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in pairwise(pts) if t1 > t0]
 
     @property
     def fixes_per_s(self) -> float:
@@ -653,6 +661,25 @@ def _loadgen(
     return rig.children.spawn(argv, stdout=out, stderr=err)
 
 
+TIMELINE_STEP_S = 10.0
+
+
+def _inserted(conn: psycopg.Connection[Any]) -> int:
+    """Rows inserted into hypertable chunks so far (statistics, flushed about every second)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables "
+        "WHERE schemaname = '_timescaledb_internal'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _checkpoints(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _wait_exit_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait until ``proc`` exits but leave it unreaped, so /proc still has its CPU times."""
     deadline = time.monotonic() + timeout
@@ -683,8 +710,18 @@ def full_run(rig: Rig, config: Config, fixes_per_device: int, timeout_s: float) 
                 "mosquitto": [broker.pid or 0],
             }
             cpu0 = cpu_sample(groups, rig.pg.pid)
-            complete = _wait_exit_unreaped(gen, timeout_s)
-            cpu1 = cpu_sample(groups, rig.pg.pid)  # the load generator is not reaped yet
+            with psycopg.connect(dsn, autocommit=True) as stats:
+                ckpt0 = _checkpoints(stats)
+                timeline = [(0.0, 0)]
+                deadline = t0 + timeout_s
+                complete = False
+                while not complete and time.monotonic() < deadline:
+                    step = min(TIMELINE_STEP_S, deadline - time.monotonic())
+                    complete = _wait_exit_unreaped(gen, step)
+                    if not complete:
+                        timeline.append((time.monotonic() - t0, _inserted(stats)))
+                cpu1 = cpu_sample(groups, rig.pg.pid)  # the load generator is not reaped yet
+                checkpoints = _checkpoints(stats) - ckpt0
             if not complete:
                 say(f"load run exceeded {timeout_s:.0f} s; stopping it (result is partial)")
             wall = time.monotonic() - t0
@@ -704,6 +741,8 @@ def full_run(rig: Rig, config: Config, fixes_per_device: int, timeout_s: float) 
             complete=complete and gen.returncode == 0,
             summary=summary,
             cpu=cpu_split(cpu0, cpu1),
+            timeline=[*timeline, (wall, rows)],
+            checkpoints=checkpoints,
         )
 
 
@@ -951,6 +990,10 @@ class Report:
             + ("" if i.complete else " (**incomplete: the load run was stopped**)")
             + f". Load generator summary: `{' '.join(f'{k}={v}' for k, v in i.summary.items())}`",
             "",
+            "Rows/s per 10 s window of the end-to-end run: "
+            + ", ".join(f"{r:,.0f}" for r in i.window_rates())
+            + f"; PostgreSQL checkpoints during the run: {i.checkpoints}.",
+            "",
             "## CPU during the end-to-end run (cores; 1.00 = one core busy the whole time)",
             "",
             "| process | cores |",
@@ -1005,6 +1048,8 @@ class Report:
         ]
         out += [f"kept: {i.config.label}, {i.devices} devices x {i.fixes_per_device:,} fixes, "
                 f"wall {i.wall_s:.1f} s{'' if i.complete else ' (INCOMPLETE)'}"]  # fmt: skip
+        out += ["rows/s per 10 s window: " + ", ".join(f"{r:,.0f}" for r in i.window_rates())]
+        out += [f"PostgreSQL checkpoints during the run: {i.checkpoints}"]
         out += ["", "CPU during the end-to-end run (cores):"]
         out += [f"  {k:<30} {v:5.2f}" for k, v in i.cpu.items()]
         out += ["", "MQTT client receive rate (QoS 1, same stream):"]

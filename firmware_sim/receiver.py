@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -73,7 +73,7 @@ TTFF_RANGE: dict[StartKind, tuple[float, float]] = {
 class TrueState:
     """Where the antenna really is and what it can see, at one epoch."""
 
-    time: datetime  # UTC, tz-aware
+    time: datetime  # tz-aware; NMEA carries it as UTC
     lon: float
     lat: float
     alt_m: float = 0.0
@@ -93,7 +93,7 @@ class ReceiverConfig:
     talker: Talker = "GN"
     beidou_talker: Literal["BD", "GB"] = "BD"  # BeiDou GSV talker when ``talker`` is GN
     corrupt_rate: float = 0.0
-    jump_rate: float = 1 / 1800
+    jump_rate: float = 1 / 3600
     hot_within: timedelta = timedelta(hours=2)
     warm_within: timedelta = timedelta(days=30)
 
@@ -278,7 +278,7 @@ class Receiver:
 
     def _solution(self, truth: TrueState) -> nmea.Solution:
         self._update_sky(truth)
-        time = truth.time if self._time_known else None
+        time = truth.time.astimezone(UTC) if self._time_known else None
         if not self._fixed:
             self._wander = None
             tracked = 0 if not truth.antenna_ok else self.rng.randint(0, 3)

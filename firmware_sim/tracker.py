@@ -39,8 +39,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
 
+from firmware_sim.faults import (
+    BlindArea,
+    CutAntenna,
+    CutPower,
+    Fault,
+    Jam,
+    MoveToVehicle,
+    Remove,
+    RestorePower,
+    Spoof,
+    TamperWith,
+)
 from firmware_sim.receiver import (
     Environment,
     Receiver,
@@ -91,65 +102,6 @@ class TrackerSpec:
     every_hours: float | None = None  # wireless, instead of wakes_per_day (e.g. 72)
     corrupt_rate: float = 0.0
     link_drops_per_day: float = 4.0  # wired: short coverage losses (10-120 s)
-
-
-@dataclass(frozen=True, slots=True)
-class CutPower:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RestorePower:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Remove:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TamperWith:
-    at: datetime
-    source: Literal["light", "case"] = "light"
-
-
-@dataclass(frozen=True, slots=True)
-class Jam:
-    at: datetime
-    until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Spoof:
-    at: datetime
-    until: datetime
-    lon: float  # where the fake positions start
-    lat: float
-
-
-@dataclass(frozen=True, slots=True)
-class BlindArea:
-    at: datetime
-    until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CutAntenna:
-    at: datetime
-    until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MoveToVehicle:
-    at: datetime
-    vehicle: Vehicle
-    powered_after: timedelta | None = None  # rewired to the other vehicle's supply
-
-
-Fault = (
-    CutPower | RestorePower | Remove | TamperWith | Jam | Spoof | BlindArea | CutAntenna
-) | MoveToVehicle
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,18 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from firmware_sim.faults import (
+    BlindArea,
+    CutAntenna,
+    CutPower,
+    Fault,
+    Jam,
+    MoveToVehicle,
+    Remove,
+    RestorePower,
+    Spoof,
+    TamperWith,
+)
 from firmware_sim.places import CITIES, Place, PlaceKind, nearest_city, place
 from firmware_sim.receiver import M_PER_DEG_LAT, Environment
 from firmware_sim.scenarios import (
@@ -35,21 +47,7 @@ from firmware_sim.scenarios import (
     VisitEvent,
     parse_duration,
 )
-from firmware_sim.tracker import (
-    BlindArea,
-    CutAntenna,
-    CutPower,
-    Fault,
-    Jam,
-    MoveToVehicle,
-    Remove,
-    RestorePower,
-    Spoof,
-    TamperWith,
-    Tracker,
-    TrackerKind,
-    TrackerSpec,
-)
+from firmware_sim.tracker import Tracker, TrackerKind, TrackerSpec
 from firmware_sim.vehicle import Relocation, Vehicle, VehicleKind, Visit
 
 Window = tuple[datetime, datetime]

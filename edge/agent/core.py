@@ -26,6 +26,7 @@ from edge.config import EdgeConfig
 from edge.gate import GateConfig, GateState
 from edge.gate import step as gate_step
 from edge.nmea.assembler import GnssFix
+from edge.nmea.replay import Pipeline
 from edge.outbox import Outbox, OutboxFullError, StoredRecord
 from protocols import hwio
 from protocols.errors import SchemaError, TokenError
@@ -106,6 +107,7 @@ class Agent:
         self.stop = asyncio.Event()
         self.exit_code = 0
         self.uplink = uplink
+        self._pipeline: Pipeline | None = None
 
     # ------------------------------------------------------------------ recording
     def now(self) -> datetime:
@@ -158,7 +160,8 @@ class Agent:
         self.gate_state, verdict = gate_step(self.gate_state, g, now=wall)
         if not verdict.accepted:
             self.counts[f"gate_{verdict.reason}"] += 1
-            self._no_fix()
+            if verdict.reason in ("no_fix", "too_few_sats"):
+                self._no_fix()
             return
         if g.lat is None or g.lon is None:  # a fixed epoch without a position: count it
             self.counts["gate_no_position"] += 1
@@ -189,6 +192,8 @@ class Agent:
         self.report_state, due = reporting.step(self.report_state, fix, self.rules)
         if due:
             self._append(fix)
+        else:
+            self.counts["not_due"] += 1
 
     def _no_fix(self) -> None:
         self.watch, kinds = watchdog.on_no_fix(self.watch, time.monotonic(), self.watch_rules)
@@ -197,11 +202,11 @@ class Agent:
 
     async def read_gnss(self) -> None:
         from edge.agent.sources import SourceSpec, stream
-        from edge.nmea.replay import Pipeline
 
         g = self.cfg.gnss
         spec = SourceSpec(kind=g.source, path=g.path, baudrate=g.baudrate, host=g.host, port=g.port)
         pipeline = Pipeline(max_line_bytes=g.max_line_bytes)
+        self._pipeline = pipeline
         async for chunk in stream(spec):
             for epoch in pipeline.feed(chunk):
                 self.on_epoch(epoch)
@@ -212,9 +217,13 @@ class Agent:
         self.gnss_done.set()
 
     async def watchdog_tick(self) -> None:
+        """Once a second: a silent receiver still ages the fix (GNSS fault, jamming)."""
         while True:
             await asyncio.sleep(1.0)
             if time.monotonic() - self.last_epoch_s >= 2.0:
+                if self._pipeline is not None:  # release an epoch held for its successor
+                    for epoch in self._pipeline.assembler.flush():
+                        self.on_epoch(epoch)
                 self._no_fix()
 
     # ------------------------------------------------------------------ hardware I/O
@@ -421,6 +430,8 @@ class Agent:
                     ]
                 tg.create_task(self._until_stopped(tasks, exit_when_drained), name="stopper")
         finally:
+            log.info("agent stopping; counts: %s; outbox depth %d",
+                     dict(self.counts), self.outbox.depth())  # fmt: skip
             self.outbox.close()
         return self.exit_code
 

@@ -48,7 +48,9 @@ async def _read_all(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _open(spec: SourceSpec) -> tuple[asyncio.StreamReader, asyncio.BaseTransport | None]:
+async def _open(spec: SourceSpec) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Reader and its writer: the writer must stay referenced, or its ``__del__``
+    closes the transport under the reader (Python 3.11+)."""
     if spec.kind in ("serial", "pty"):
         if not spec.path:
             msg = f"{spec.kind} source needs a path"
@@ -56,10 +58,9 @@ async def _open(spec: SourceSpec) -> tuple[asyncio.StreamReader, asyncio.BaseTra
         reader, writer = await serial_asyncio.open_serial_connection(
             url=spec.path, baudrate=spec.baudrate
         )
-        return reader, writer.transport
+        return reader, writer
     if spec.kind == "tcp":
-        reader, writer = await asyncio.open_connection(spec.host, spec.port)
-        return reader, writer.transport
+        return await asyncio.open_connection(spec.host, spec.port)
     msg = f"not a reopenable source: {spec.kind}"
     raise ValueError(msg)
 
@@ -87,7 +88,7 @@ async def stream(spec: SourceSpec) -> AsyncIterator[bytes]:
     backoff = 0.2
     while True:
         try:
-            reader, transport = await _open(spec)
+            reader, writer = await _open(spec)
         except (OSError, ValueError) as exc:
             if isinstance(exc, ValueError) and "needs a path" in str(exc):
                 raise
@@ -103,6 +104,5 @@ async def stream(spec: SourceSpec) -> AsyncIterator[bytes]:
         except OSError as exc:
             log.warning("%s failed (%s); reopening", spec.describe(), exc)
         finally:
-            if transport is not None:
-                transport.close()
+            writer.close()
         await asyncio.sleep(backoff)

@@ -6,14 +6,23 @@ RMC, GGA, GNS and GLL carry the UTC time of day of the epoch; GSA, GSV and
 VTG carry none and belong to the epoch they arrive in.
 
 Epoch boundaries
-    An epoch ends when a time-bearing sentence (RMC, GGA, GNS, GLL) brings a
-    different time of day, or at the receiver's cycle end: the sentence that
-    ended the two previous epochs (learned, as receivers keep their order) ends
-    the epoch as soon as it arrives, so the record does not wait for the next
-    second. A time-bearing sentence that still carries the closed epoch's time
-    proves the learned end wrong: it is unlearned, the sentence counted as
-    ``after_cycle_end`` and dropped. :meth:`Assembler.flush` ends the open epoch
-    (end of a capture, or the caller's silence timeout).
+    An epoch ends when
+
+    * a time-bearing sentence (RMC, GGA, GNS, GLL) brings another time of day;
+    * a sentence sent once per epoch (RMC, GGA, GNS, GLL, ZDA) comes again from
+      the same talker without the epoch's time: Quectel modules send GGA and
+      RMC with an empty time field after losing the fix, so time alone cannot
+      tell their epochs apart;
+    * the receiver's cycle end arrives: the sentence that ended the two
+      previous epochs (receivers keep their order) ends the epoch at once, so
+      the record does not wait for the next second. A time-bearing sentence
+      (or ZDA) still carrying the closed epoch's time proves that wrong: the
+      learned end is forgotten, the sentence counted ``after_cycle_end``;
+    * :meth:`Assembler.flush` is called (end of a capture, or the caller's
+      silence timeout).
+
+    Epochs with no time of day at all make no record (``no_time``); epochs
+    with only GSA/GSV/VTG/ZDA make none either (a ZDA's date is still used).
 
 Dates
     Only RMC (with status A) and ZDA carry a date. A receiver without a fix
@@ -27,10 +36,12 @@ Dates
     as ``no_date``.
 
 Fix or no fix
-    RMC status V, GGA quality 0, GNS modes all ``N`` and GLL status V say no
-    fix; the epoch has a fix when one of its position sentences says it has
-    and gives a position. Mode is 3 when the fix has an altitude, else 2
-    (GSA's fix type is not used: Quectel modules say 2 while giving altitude).
+    RMC status V (or mode N/E/M/S), GGA quality 0 (or 6-8), GNS modes all
+    ``N`` and GLL status V say no fix. The epoch has a fix when one of its
+    position sentences gives one and none says there is none: a receiver
+    contradicting itself within an epoch is not trusted. Mode is 3 when the
+    fix has an altitude, else 2 (GSA's fix type is not used: Quectel modules
+    say 2D in GSA on every epoch while measuring altitude).
 """
 
 from __future__ import annotations
@@ -121,7 +132,7 @@ def _fix_opinion(u: Update) -> bool | None:
     """What a position sentence says: a fix (with a position), no fix, or nothing."""
     match u:
         case Rmc(valid=ok) | Gll(valid=ok):
-            return ok and u.lat is not None if ok else False
+            return u.lat is not None if ok else False
         case Gga(quality=q):
             return u.lat is not None if q in GGA_FIX_QUALITIES else False
         case Gns(modes=modes):
@@ -302,9 +313,7 @@ class Assembler:
         if (slot := _slot(update)) is not None:
             epoch.slots.add(slot)
             epoch.positioned |= not isinstance(update, Zda)
-        ends = (
-            self._ender is not None and epoch.tod is not None and _end_key(update) == self._ender
-        )
+        ends = self._ender is not None and epoch.tod is not None and _end_key(update) == self._ender
         if ends or len(epoch.updates) >= MAX_EPOCH_SENTENCES:
             self._closed_tod = epoch.tod
             out.extend(self._close())

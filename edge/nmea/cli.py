@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,12 +13,13 @@ if TYPE_CHECKING:
 
 
 def _show(fix: GnssFix) -> str:
-    when = fix.time.isoformat() if fix.time else "(no date yet)"
+    from edge.nmea.replay import iso_time
+
     if fix.lat is None or fix.lon is None:
-        return f"{when}  mode {fix.mode}  no fix"
+        return f"{iso_time(fix.time)}  mode {fix.mode}  no fix"
     return (
-        f"{when}  mode {fix.mode}  {fix.lat:.7f},{fix.lon:.7f}  alt {fix.alt_m} m  "
-        f"speed {fix.speed_mps} m/s  hdop {fix.hdop}  sats {fix.sats}"
+        f"{iso_time(fix.time)}  mode {fix.mode}  {fix.lat:.7f},{fix.lon:.7f}  "
+        f"alt {fix.alt_m} m  speed {fix.speed_mps} m/s  hdop {fix.hdop}  sats {fix.sats}"
     )
 
 
@@ -29,13 +30,19 @@ def replay_file(path: str, *, jsonl: bool, max_line_bytes: int) -> int:
     pipeline = Pipeline(max_line_bytes=max_line_bytes)
     epochs = fixed = 0
     try:
-        with (
-            contextlib.nullcontext(sys.stdin.buffer) if path == "-" else Path(path).open("rb")
-        ) as stream:
+        stream = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with stream:
             for fix in replay(read_chunks(stream), pipeline):
                 epochs += 1
                 fixed += fix.fixed
                 print(dumps(fix) if jsonl else _show(fix), flush=True)
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: PTH123, SIM115 - no flush error at exit
+        return 0
     except OSError as exc:
         print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -44,8 +51,7 @@ def replay_file(path: str, *, jsonl: bool, max_line_bytes: int) -> int:
         f"{sum(pipeline.parser.accepted.values())} sentences used",
         file=sys.stderr,
     )
-    rejected = pipeline.rejected()
-    for reason, n in sorted(rejected.items()):
+    for reason, n in sorted(pipeline.rejected().items()):
         print(f"rejected {reason}: {n}", file=sys.stderr)
     return 0
 

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from edge.nmea.assembler import Assembler, GnssFix
@@ -86,16 +87,14 @@ def read_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield chunk
 
 
-def _iso(t: Any) -> str | None:
-    if t is None:
-        return None
-    text: str = t.isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+def iso_time(t: datetime) -> str:
+    """ISO 8601 UTC with ``Z``, to the millisecond, as GPSD writes it."""
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_json(fix: GnssFix) -> dict[str, Any]:
     """The replay's JSON record: time and mode always, the rest with a fix."""
-    out: dict[str, Any] = {"time": _iso(fix.time), "mode": fix.mode}
+    out: dict[str, Any] = {"time": iso_time(fix.time), "mode": fix.mode}
     if fix.fixed:
         out.update(
             lat=fix.lat,

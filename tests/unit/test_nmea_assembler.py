@@ -12,6 +12,8 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.nmea.assembler import (
     AFTER_CYCLE_END,
@@ -21,7 +23,12 @@ from edge.nmea.assembler import (
     GnssFix,
     resolve_date,
 )
+from edge.nmea.assembler import (
+    REASONS as ASSEMBLY_REASONS,
+)
+from edge.nmea.framing import REASONS as FRAMING_REASONS
 from edge.nmea.replay import Pipeline, replay
+from edge.nmea.sentences import REASONS as SENTENCE_REASONS
 from edge.nmea.sentences import Rejected, parse_sentence
 from edge.nmea.updates import BEIDOU, GLONASS, GPS, Update
 
@@ -243,3 +250,26 @@ def test_only_satellite_sentences_make_no_record() -> None:
     asm = Assembler()
     assert run(["$GLGSV,2,2,08,70,09,333,,69,56,281,,87,12,033,,81,11,130,,1*7D"], asm) == []
     assert asm.counts == {}
+
+
+# --- nothing raises, end to end ---------------------------------------------------
+
+_REAL = [
+    line.decode() + "\r\n"
+    for name in ("quectel-eg25-g.log", "gp-320fw-2019-04-07-coldboot.log")
+    for line in (GPSD_DIR / name).read_bytes().splitlines()[:120]
+    if line.startswith(b"$") and line.isascii()
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_REAL), st.binary(max_size=40)), max_size=80))
+def test_real_sentences_mixed_with_noise_never_raise(parts: list[str | bytes]) -> None:
+    p = Pipeline()
+    data = b"".join(x.encode() if isinstance(x, str) else x for x in parts)
+    fixes = list(replay([data], p))
+    for f in fixes:
+        assert f.time.tzinfo is not None
+        assert f.mode in {1, 2, 3}
+        assert (f.lat is None) == (f.mode == 1)
+    assert set(p.rejected()) <= {*FRAMING_REASONS, *SENTENCE_REASONS, *ASSEMBLY_REASONS}

@@ -61,7 +61,10 @@ def test_nul_run_inside_a_sentence_drops_it_as_bad_byte() -> None:
 
 def test_a_new_start_inside_a_sentence_truncates_it() -> None:
     # gp-320fw: the receiver glued two sentences together.
-    real = b"$GPGSA,A,1,,,,,,,,,,,,,,,*1E$GPRMC,235949.00,V,0000.0000,N,00000.0000,E,,,161206,,,N*44\r\n"
+    real = (
+        b"$GPGSA,A,1,,,,,,,,,,,,,,,*1E"
+        b"$GPRMC,235949.00,V,0000.0000,N,00000.0000,E,,,161206,,,N*44\r\n"
+    )
     lines, f = frame(real)
     assert lines == ["$GPRMC,235949.00,V,0000.0000,N,00000.0000,E,,,161206,,,N*44"]
     assert f.counts == {TRUNCATED: 1}

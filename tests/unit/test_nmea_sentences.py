@@ -97,7 +97,9 @@ def test_rmc_converts_knots_to_metres_per_second() -> None:
 
 
 def test_rmc_southern_and_western_hemispheres_are_negative() -> None:
-    u = parse_sentence("$GPRMC,022021.00,A,3644.759368,S,17444.072860,E,0.0,301.9,071020,18.3,E,A,V*6E")
+    u = parse_sentence(
+        "$GPRMC,022021.00,A,3644.759368,S,17444.072860,E,0.0,301.9,071020,18.3,E,A,V*6E"
+    )
     assert isinstance(u, Rmc)
     assert u.lat == pytest.approx(-36.745989467, abs=1e-9)
     u = parse_sentence(
@@ -125,14 +127,18 @@ def test_rmc_status_a_with_mode_n_is_not_a_fix() -> None:
 
 
 def test_gga_fields() -> None:
-    u = parse_sentence("$GPGGA,143444.28,4629.8972306,N,00734.0447003,E,1,00,,1344.99,M,45.590,M,,*49")
+    u = parse_sentence(
+        "$GPGGA,143444.28,4629.8972306,N,00734.0447003,E,1,00,,1344.99,M,45.590,M,,*49"
+    )
     assert isinstance(u, Gga)
     assert (u.quality, u.sats, u.hdop, u.alt_m) == (1, 0, None, 1344.99)
     assert u.lat == pytest.approx(46.498287177, abs=1e-9)
 
 
 def test_gga_quality_zero_has_no_position() -> None:
-    u = parse_sentence("$GPGGA,081434.590,5212.978993,N,00653.097906,E,0,3,,102.907,M,47.093,M,,*42")
+    u = parse_sentence(
+        "$GPGGA,081434.590,5212.978993,N,00653.097906,E,0,3,,102.907,M,47.093,M,,*42"
+    )
     assert isinstance(u, Gga)
     assert u.quality == 0
     assert u.lat is None
@@ -297,7 +303,11 @@ FIELD = st.text(alphabet="0123456789.-+NSEWAVMKTDP ", max_size=12)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from(sorted(HANDLERS)), st.sampled_from(["GP", "GN", "BD"]), st.lists(FIELD, max_size=22))
+@given(
+    st.sampled_from(sorted(HANDLERS)),
+    st.sampled_from(["GP", "GN", "BD"]),
+    st.lists(FIELD, max_size=22),
+)
 def test_checksummed_nonsense_reaches_the_handlers_and_is_rejected_not_raised(
     kind: str, talker: str, fields: list[str]
 ) -> None:

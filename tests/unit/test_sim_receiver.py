@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pynmea2
 import pytest
@@ -90,6 +90,17 @@ def test_every_sentence_parses_with_its_talker(talker: Talker) -> None:
     assert first[0].status == "V"  # cold start: no fix yet
     assert first[-1].status == "A"
     assert rx.stats.lines == sum(len(e) for e in epochs)
+
+
+def test_times_are_written_in_utc() -> None:
+    rx = Receiver(random.Random(9))
+    rx.power_on(T0, StartKind.HOT)
+    china = timezone(timedelta(hours=8))
+    lines = [
+        rx.epoch(truth(i, time=(T0 + timedelta(seconds=i)).astimezone(china))) for i in range(3)
+    ]
+    rmc = pynmea2.parse(lines[-1][0].decode().strip(), check=True)
+    assert rmc.datetime == datetime(2025, 3, 3, 1, 0, 2, tzinfo=UTC)  # 09:00:02 in China
 
 
 def test_units_speed_in_knots_and_kmh() -> None:

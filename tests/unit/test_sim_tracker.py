@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 import pynmea2
 import pytest
 
-from firmware_sim.places import place
-from firmware_sim.tracker import (
+from firmware_sim.faults import (
     BlindArea,
     CutPower,
     Fault,
@@ -20,12 +19,9 @@ from firmware_sim.tracker import (
     RestorePower,
     Spoof,
     TamperWith,
-    Tick,
-    Tracker,
-    TrackerKind,
-    TrackerSpec,
-    province_of_ip,
 )
+from firmware_sim.places import place
+from firmware_sim.tracker import Tick, Tracker, TrackerKind, TrackerSpec, province_of_ip
 from firmware_sim.vehicle import CHINA_TZ, Trip, Vehicle, VehicleKind
 from protocols.hwio import Battery, Ignition, Link, Power, Tamper, decode_signal, encode_signal
 from protocols.plausibility import haversine_m
