@@ -8,7 +8,9 @@ records the fix it saw, which the clock check compares with the system clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import socket
 import sqlite3
 import ssl
 import time
@@ -98,6 +100,7 @@ async def gnss(cfg: EdgeConfig, seen: Observed, timeout_s: float) -> CheckResult
     needs_path = g.source in ("serial", "pty", "file") and g.path
     if needs_path and not await asyncio.to_thread(Path(str(g.path)).exists):
         return CheckResult("gnss", False, f"{spec.describe()}: {g.path} does not exist", remedy)
+
     def heard() -> str:
         sentences = sum(pipeline.parser.accepted.values())
         if not sentences:
@@ -127,6 +130,22 @@ def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
+def _why_unreachable(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:.0f} s (firewall, or no mobile data?)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port: broker down?)"
+    if isinstance(exc, socket.gaierror):
+        return f"host name not resolved ({exc.strerror})"
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+
 async def broker(cfg: EdgeConfig, password: str | None) -> CheckResult:
     """TCP, then TLS, then MQTT CONNECT with the device's credentials: each failure named."""
     import aiomqtt
@@ -138,9 +157,9 @@ async def broker(cfg: EdgeConfig, password: str | None) -> CheckResult:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(up.host, up.port), CONNECT_TIMEOUT_S
         )
-        writer.close()
+        await _close(writer)
     except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        reason = _why_unreachable(exc)
         remedy = (
             "check [uplink] host and port, that the tracker has mobile data (SIM, APN, "
             "signal) and that the broker is running; try `nc -vz HOST PORT` from the tracker"
@@ -161,7 +180,7 @@ async def broker(cfg: EdgeConfig, password: str | None) -> CheckResult:
                 asyncio.open_connection(up.host, up.port, ssl=context, server_hostname=up.host),
                 CONNECT_TIMEOUT_S,
             )
-            writer.close()
+            await _close(writer)
         except ssl.SSLCertVerificationError as exc:
             detail = f"{where} TLS: certificate not trusted ({exc.verify_message})"
             return CheckResult("broker", False, detail, tls_remedy)

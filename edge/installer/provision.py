@@ -227,6 +227,8 @@ def provision(order: Order, api: ProvisionApi, *, out: TextIO, err: TextIO) -> i
         print("failed", file=out, flush=True)
         text = exc.describe() if isinstance(exc, ApiError) else str(exc)
         print(f"error: {text}", file=err)
+        if isinstance(exc, ApiError | NetworkError):
+            print("  nothing was written here; running the same command again is safe", file=err)
         if isinstance(exc, RefusedError):
             print(
                 "  nothing was written; do not install this tracker until this is solved", file=err

@@ -38,6 +38,7 @@ class NmeaFeeder:
     rate: float = 20.0
     lat: float = 31.20
     lon: float = 121.40
+    speed_mps: float = 15.0
     port: int = field(default_factory=free_port)
     log: list[Epoch] = field(default_factory=list)
     _client: socket.socket | None = None
@@ -69,10 +70,10 @@ class NmeaFeeder:
         began = time.monotonic()
         for i in range(self.epochs):
             t = t0 + timedelta(seconds=i)
-            dist = 15.0 * i
+            dist = self.speed_mps * i
             truth = TrueState(
                 time=t, lat=self.lat + dist / 111_320.0, lon=self.lon, alt_m=10.0,
-                speed_mps=15.0, course_deg=0.0, environment=Environment.OPEN,
+                speed_mps=self.speed_mps, course_deg=0.0, environment=Environment.OPEN,
             )  # fmt: skip
             lines = rx.epoch(truth)
             delivered = False
@@ -162,3 +163,21 @@ def expected_times(feeder: NmeaFeeder, gaps: list[tuple[float, float]]) -> set[d
         for e in feeder.log
         if e.fixed and e.delivered and not any(a <= e.wall <= b for a, b in gaps)
     }
+
+
+def _sentence(body: str) -> str:
+    checksum = 0
+    for ch in body:
+        checksum ^= ord(ch)
+    return f"${body}*{checksum:02X}\r\n"
+
+
+def nmea_epoch(t: datetime, lat: float, lon: float, speed_mps: float = 0.0) -> str:
+    """RMC + GGA for one fixed epoch (northern/eastern hemisphere), checksums included."""
+    hms, dmy = t.strftime("%H%M%S") + ".00", t.strftime("%d%m%y")
+    la = f"{int(lat):02d}{(lat - int(lat)) * 60:08.5f}"
+    lo = f"{int(lon):03d}{(lon - int(lon)) * 60:08.5f}"
+    knots = speed_mps / 0.514444
+    return _sentence(f"GNRMC,{hms},A,{la},N,{lo},E,{knots:.2f},0.0,{dmy},,,A") + _sentence(
+        f"GNGGA,{hms},{la},N,{lo},E,1,12,0.9,20.0,M,0.0,M,,"
+    )

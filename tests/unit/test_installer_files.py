@@ -62,7 +62,7 @@ def test_the_manifest_is_sha256sum_format_and_bad_lines_are_refused() -> None:
     assert text == f"{'f' * 64}  a\n{'0' * 64}  b/x\n"  # sorted, two spaces: sha256sum -c
     assert parse_manifest(text) == digests
     for bad in ["nothex  a", f"{'0' * 64}  /etc/passwd", f"{'0' * 64}  ../x", f"{'0' * 63}  a"]:
-        with pytest.raises(ValueError, match="manifest line 1|unsafe path"):
+        with pytest.raises(ValueError, match=r"manifest line 1|unsafe path"):
             parse_manifest(bad)
     with pytest.raises(ValueError, match="twice"):
         parse_manifest(f"{'0' * 64}  a\n{'1' * 64}  a\n")
@@ -86,7 +86,7 @@ def test_atomic_writes_set_the_mode_and_leave_no_temporary_files(tmp_path: Path)
 
 def test_a_failure_while_staging_changes_nothing(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"old")
-    with pytest.raises(OSError):  # noqa: PT011 - the missing directory is the point
+    with pytest.raises(OSError):  # the missing directory
         write_all_atomic([(tmp_path / "a", b"new", 0o644), (tmp_path / "nodir" / "b", b"x", 0o644)])
     assert (tmp_path / "a").read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a"]

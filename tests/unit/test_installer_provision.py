@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.registry.ids import luhn_check_digit
 from edge.installer import inputs
@@ -60,18 +62,32 @@ def test_every_bad_input_is_reported_before_anything_is_sent() -> None:
         outbox=Path("relative.sqlite3"),
     )
     assert [p.split(":")[0] for p in order.problems()] == [
-        "--imei", "--vin", "--contract", "--adcode", "--gnss-path", "--outbox",
-    ]  # fmt: skip
+        "--imei",
+        "--vin",
+        "--contract",
+        "--adcode",
+        "--gnss-path",
+        "--outbox",
+    ]
     assert inputs.api_url_problem("ftp://cloud") is not None
     assert inputs.api_url_problem("https://cloud.example:8443") is None
 
 
 def test_the_binding_sends_only_what_was_given() -> None:
-    order = Order(imei=IMEI, kind="wired", vin=VIN, contract_id="HT-1", adcode="320100",
-                  areas={"forbidden": []})  # fmt: skip
+    order = Order(
+        imei=IMEI,
+        kind="wired",
+        vin=VIN,
+        contract_id="HT-1",
+        adcode="320100",
+        areas={"forbidden": []},
+    )
     assert order.binding() == {
-        "vin": VIN, "contract_id": "HT-1", "declared_adcode": "320100", "forbidden": [],
-    }  # fmt: skip
+        "vin": VIN,
+        "contract_id": "HT-1",
+        "declared_adcode": "320100",
+        "forbidden": [],
+    }
 
 
 def test_the_installer_key_comes_from_the_environment_or_a_private_file(tmp_path: Path) -> None:
@@ -91,17 +107,22 @@ def test_the_installer_key_comes_from_the_environment_or_a_private_file(tmp_path
 
 
 def credentials(
-    *, device: str = IMEI, vin: str = VIN, signer: object = KEY, **kw: str
+    *, device: str = IMEI, vin: str = VIN, signer: Ed25519PrivateKey = KEY, **kw: str
 ) -> Credentials:
     policy = sign_policy(
         KEY, Policy(policy_id="p-1", version=1, tenant="alpha", device_id=device, issued_at=NOW)
     )
     claims = TerminalClaims(
-        device_id=device, tenant="alpha", vin=vin, policy_id="p-1",
-        policy_hash=policy_hash(policy), token_id="t-1",
-        issued_at=NOW - timedelta(minutes=1), expires_at=NOW + timedelta(days=30),
-    )  # fmt: skip
-    token = issue_terminal_token(signer, claims)  # type: ignore[arg-type]
+        device_id=device,
+        tenant="alpha",
+        vin=vin,
+        policy_id="p-1",
+        policy_hash=policy_hash(policy),
+        token_id="t-1",
+        issued_at=NOW - timedelta(minutes=1),
+        expires_at=NOW + timedelta(days=30),
+    )
+    token = issue_terminal_token(signer, claims)
     public = KEY.public_key()
     return Credentials(
         device_id=kw.get("device_id", IMEI),
@@ -130,9 +151,11 @@ def test_good_credentials_verify_and_name_the_tenant() -> None:
         (lambda: credentials(key_id="other"), "key id"),
     ],
 )
-def test_credentials_that_do_not_hold_up_are_refused(creds: object, message: str) -> None:
+def test_credentials_that_do_not_hold_up_are_refused(
+    creds: Callable[[], Credentials], message: str
+) -> None:
     with pytest.raises(RefusedError, match=message):
-        verify_credentials(ORDER, creds(), now=NOW)  # type: ignore[operator]
+        verify_credentials(ORDER, creds(), now=NOW)
 
 
 def test_an_unexpected_platform_key_is_refused() -> None:
@@ -140,8 +163,13 @@ def test_an_unexpected_platform_key_is_refused() -> None:
     order = Order(imei=IMEI, kind="wired", vin=VIN, contract_id="HT-1", expect_platform_key=other)
     with pytest.raises(RefusedError, match="expect-platform-key"):
         verify_credentials(order, credentials(), now=NOW)
-    mine = Order(imei=IMEI, kind="wired", vin=VIN, contract_id="HT-1",
-                 expect_platform_key=public_key_to_pem(KEY.public_key()))  # fmt: skip
+    mine = Order(
+        imei=IMEI,
+        kind="wired",
+        vin=VIN,
+        contract_id="HT-1",
+        expect_platform_key=public_key_to_pem(KEY.public_key()),
+    )
     assert verify_credentials(mine, credentials(), now=NOW) == "alpha"
 
 

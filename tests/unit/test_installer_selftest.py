@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import operator
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,8 +139,6 @@ async def test_the_outbox_directory_must_exist_and_take_sqlite_writes(tmp_path: 
     assert list((tmp_path / "state").iterdir()) == []  # the probe cleaned up
     (tmp_path / "state").chmod(0o500)
     try:
-        import os
-
         if os.geteuid() != 0:  # root writes anywhere
             assert not (await checks.outbox(cfg)).ok
     finally:
