@@ -10,8 +10,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds = group.add_subparsers(dest="edge_command", metavar="COMMAND", required=True)
     from edge import cli_trust
     from edge.agent import cli as agent_cli
+    from edge.installer import cli as installer_cli
     from edge.nmea import cli as nmea_cli
 
     agent_cli.register(cmds)
     nmea_cli.register(cmds)
     cli_trust.register(cmds)
+    installer_cli.register(cmds)

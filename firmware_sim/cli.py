@@ -69,3 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=load)
+
+    from firmware_sim import fleet_cli, sim_cli
+
+    sim_cli.register(cmds)
+    fleet_cli.register(cmds)

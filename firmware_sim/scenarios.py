@@ -52,13 +52,15 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct
 
 from firmware_sim.places import CITIES, place
 from firmware_sim.tracker import PROVINCE_IP_BLOCKS
+
+_S = TypeVar("_S", bound=Struct)
 
 if TYPE_CHECKING:
     from firmware_sim.world import World
@@ -395,3 +397,24 @@ __all__ = [
     "loads",
     "parse_duration",
 ]
+
+
+def _shift_struct(obj: _S, delta: timedelta) -> _S:
+    changes = {
+        f.name: getattr(obj, f.name) + delta
+        for f in msgspec.structs.fields(obj)
+        if isinstance(getattr(obj, f.name), datetime)
+    }
+    return msgspec.structs.replace(obj, **changes) if changes else obj
+
+
+def shifted(s: Scenario, days: int) -> Scenario:
+    """The same scenario ``days`` whole days later (or earlier). China time of day is
+    kept, so commutes and night stays happen as written; shift by a multiple of 7 to
+    keep weekdays too."""
+    delta = timedelta(days=days)
+    return msgspec.structs.replace(
+        _shift_struct(s, delta),
+        events=[_shift_struct(e, delta) for e in s.events],
+        labels=[_shift_struct(lab, delta) for lab in s.labels],
+    )

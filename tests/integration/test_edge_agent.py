@@ -19,7 +19,7 @@ from edge.agent.core import Agent
 from edge.config import parse_config
 from edge.outbox import Outbox
 from protocols import hwio
-from protocols.messages import CommandAck, EventKind, FixBatch, decode, encode
+from protocols.messages import CommandAck, Event, EventKind, FixBatch, decode, encode
 from protocols.policy import Area, Circle, Policy
 from protocols.tokens import (
     CommandClaims,
@@ -122,7 +122,8 @@ def run_offline(tmp: Path, nmea: str, io_lines: list[bytes] | None = None) -> Ag
 def outbox_events(tmp: Path) -> list[tuple[EventKind, dict[str, object]]]:
     with Outbox.open(tmp / "outbox.sqlite3", max_bytes=10**8) as box:
         records = box.take_batch("event", 1000, resend_after_s=0)
-    return [(r.message.kind, dict(r.message.detail)) for r in records if hasattr(r.message, "kind")]
+    events = [r.message for r in records if isinstance(r.message, Event)]
+    return [(e.kind, dict(e.detail)) for e in events]
 
 
 def outbox_fix_count(tmp: Path) -> int:
@@ -145,7 +146,11 @@ def test_region_exit_raised_offline_within_two_fixes_past_the_margin(tmp_path: P
     first_beyond = next(i for i, m in enumerate(offsets) if m > RADIUS_M + 5000.0)
     with Outbox.open(tmp_path / "outbox.sqlite3", max_bytes=10**8) as box:
         events = box.take_batch("event", 1000, resend_after_s=0)
-    exit_time = next(r.time for r in events if r.message.kind is EventKind.REGION_EXIT)  # type: ignore[union-attr]
+    exit_time = next(
+        r.time
+        for r in events
+        if isinstance(r.message, Event) and r.message.kind is EventKind.REGION_EXIT
+    )
     fixes_late = int((exit_time - (start + timedelta(seconds=first_beyond))).total_seconds())
     assert 0 <= fixes_late <= 1, f"raised {fixes_late + 1} fixes after crossing the margin"
     # While the violation lasts the agent reports in chase mode.
