@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint types unit integration bench bench-ingest clean
+.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,9 @@ test: setup lint types
 
 bench-ingest: setup
 	$(PY) -m bench.ingest
+
+bench-edge: setup
+	$(PY) -m bench.edge_footprint
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info

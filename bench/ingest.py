@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as dist_version
@@ -809,7 +809,10 @@ def _paho_receive(host: str, port: int, topic: str, count: int, max_s: float) ->
     return n, (stamps[1] - stamps[0]) if len(stamps) == 2 else 0.0
 
 
-def _wait_count(got: Any, first: Any, count: int, max_s: float) -> None:
+def _wait_count(
+    got: Callable[[], int], first: Callable[[], float | None], count: int, max_s: float
+) -> None:
+    """Return once ``count`` messages came, or ``max_s`` after the first (or nothing came)."""
     begun = time.perf_counter()
     while got() < count:
         f = first()

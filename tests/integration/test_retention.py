@@ -201,6 +201,8 @@ def test_a_concurrent_run_is_skipped(db: str, conn: Conn) -> None:
         report = run_retention(conn, DEFAULT_DAYS, now=NOW)
         assert report.skipped is not None
         assert report.lines() == [f"skipped: {report.skipped}"]
+        # Release explicitly: a closed connection's backend may hold it a moment longer.
+        other.execute("SELECT pg_advisory_unlock(%s)", (retention._LOCK_KEY,))
     assert run_retention(conn, DEFAULT_DAYS, now=NOW).skipped is None
 
 

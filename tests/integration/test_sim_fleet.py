@@ -40,7 +40,7 @@ def test_fleet_runner_drives_real_agents_into_the_database(
                 "SELECT DISTINCT device_id FROM device_events WHERE kind = 'boot'"
             ).fetchall()
         }
-        fixes = dict(
+        fixes: dict[str, int] = dict(
             conn.execute("SELECT device_id, count(*) FROM fixes GROUP BY device_id").fetchall()
         )
         newest = conn.execute("SELECT max(time) FROM fixes").fetchone()
