@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -129,22 +131,36 @@ def main() -> int:
     rss = max(s[1] for s in steady)
     cpu_pct = (steady[-1][2] - steady[0][2]) / (steady[-1][0] - steady[0][0]) * 100
     startup = (first[0] - began) if first else float("nan")
-    print("| figure | value | baseline (same run) | ratio |")
-    print("|---|---|---|---|")
-    print(
-        f"| agent RSS, steady state at 1 Hz | {rss:.1f} MB | idle python {floor:.1f} MB, "
-        f"python + agent imports {imported:.1f} MB | {rss / imported:.2f}x imports |"
-    )
-    print(f"| agent CPU at 1 Hz | {cpu_pct:.2f} % of one core | - | - |")
-    print(f"| start to first publish | {startup:.2f} s | target 3 s | {startup / 3:.2f} |")
-    print(
-        f"| NMEA sentences/s (framing+parse+assembly) | {ours:,.0f} | bare pynmea2.parse "
-        f"{raw:,.0f} | {ours / raw:.2f} |"
-    )
-    print(
+    rows = [
+        "| figure | value | baseline (same run) | ratio |",
+        "|---|---|---|---|",
+        f"| agent RSS, steady state at 1 Hz | {rss:.1f} MB | idle python {floor:.1f} MB; "
+        f"python + agent imports {imported:.1f} MB | {rss / imported:.2f}x imports |",
+        f"| agent CPU at 1 Hz | {cpu_pct:.2f} % of one core | - | - |",
+        f"| start to first publish | {startup:.2f} s | target 3 s | {startup / 3:.2f} |",
+        f"| NMEA sentences/s (framing + parse + assembly) | {ours:,.0f} | bare pynmea2.parse "
+        f"{raw:,.0f} | {ours / raw:.2f} |",
+    ]
+    summary = (
         f"edge_rss_mb={rss:.1f} edge_cpu_pct={cpu_pct:.2f} startup_s={startup:.2f} "
         f"nmea_sentences_per_s={ours:.0f} pynmea2_per_s={raw:.0f} sentences={n_lines}"
     )
+    print("\n".join(rows))
+    machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, " + (
+        f"Python {platform.python_version()}"
+    )
+    doc = Path(__file__).resolve().parents[1] / "docs" / "bench-edge.md"
+    doc.write_text(
+        "# Edge agent footprint\n\n"
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine} by "
+        f"`make bench-edge` (`python -m bench.edge_footprint --seconds {args.seconds}`): "
+        "one agent, "
+        "a simulated receiver at 1 Hz over TCP, a private Mosquitto, no ingest (the outbox "
+        "grows; the agent resends after its ack timeout).\n\n"
+        + "\n".join(rows)
+        + f"\n\n`{summary}`\n"
+    )
+    print(summary)
     return 0
 
 
