@@ -41,6 +41,7 @@ class NmeaFeeder:
     speed_mps: float = 15.0
     port: int = field(default_factory=free_port)
     log: list[Epoch] = field(default_factory=list)
+    accepts: list[float] = field(default_factory=list)  # wall clock of each agent connection
     _client: socket.socket | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
@@ -60,6 +61,7 @@ class NmeaFeeder:
                 if self._client is not None:
                     self._client.close()
                 self._client = conn
+                self.accepts.append(time.monotonic())
 
     def _produce(self) -> None:
         rng = random.Random(self.seed)

@@ -64,9 +64,12 @@ def run_fleet(tmp: Path, dsn: str, broker: PrivateMosquitto, fault: str) -> None
                 agents[victim].kill()  # SIGKILL: no goodbye, no flush
                 agents[victim].wait()
                 time.sleep(2)
+                reconnects = len(feeders[victim].accepts)
                 agents[victim] = start_agent(cfgs[victim])
-                # Lines in the socket when it died were never parsed: they were not produced.
-                gaps[ids[victim]].append((killed_at - 1.0, time.monotonic() + 1.0))
+                wait_until(lambda: len(feeders[victim].accepts) > reconnects, 30, "reconnect")
+                # Lines written to the dead agent's socket until the new one connected were
+                # never parsed by any agent: they were not produced.
+                gaps[ids[victim]].append((killed_at - 1.0, feeders[victim].accepts[-1] + 0.5))
             for f in feeders:
                 wait_until(f.done.is_set, 120, "the receivers to finish")
             want = {d: expected_times(f, gaps[d]) for d, f in zip(ids, feeders, strict=True)}
@@ -90,7 +93,7 @@ def run_fleet(tmp: Path, dsn: str, broker: PrivateMosquitto, fault: str) -> None
         fixed = {e.time for e in f.log if e.fixed}
         assert set(got) <= fixed, f"{d}: stored a fix the receiver never produced"
         assert want[d] <= set(got), f"{d}: {len(want[d] - set(got))} produced fixes missing"
-        assert len(want[d]) > EPOCHS * 0.7
+        assert len(want[d]) > EPOCHS * 0.4, "too little was streamed to judge"
 
 
 def test_fleet_through_agents_exactly_once_across_broker_kill(
