@@ -75,6 +75,8 @@ class Work:
     # Per device, every (boot_id, seq) the deliveries carried, stored or not:
     # all of it is acknowledged once the transaction commits.
     acks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # Identities of the messages written (for the deduper, after the commit).
+    message_keys: list[tuple[str, str, str, int, str, int, int]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:

@@ -1,4 +1,4 @@
-"""The ingest stages, in order: decode → plausibility → authorize → dedupe.
+"""The ingest stages, in order: decode → authorize → dedupe → plausibility.
 
 Each stage does one thing and names what it drops; every drop is counted in
 ``vgr_ingest_dropped_total{stage, reason}``. Records that are not stored as
@@ -44,24 +44,35 @@ def _drop(stage: str, reason: str, n: int = 1) -> None:
     INGEST_DROPPED.labels(stage=stage, reason=reason).inc(n)
 
 
-class Deduper:
-    """Remembers recently stored ``(device, boot, seq)`` keys per worker.
+MessageKey = tuple[str, str, str, int, str, int, int]
 
-    The database's unique key is the real guarantee; this stage only saves the
-    write of replays the worker has just seen. Bounded (LRU) per worker.
+
+def message_key(device_id: str, channel: str, records: list[Fix] | list[Event]) -> MessageKey:
+    """Identity of one device message: its first and last record and how many it holds."""
+    first, last = records[0], records[-1]
+    return (device_id, channel, first.boot_id, first.seq, last.boot_id, last.seq, len(records))
+
+
+class Deduper:
+    """Remembers the messages this worker recently committed (bounded LRU).
+
+    A tracker that did not get its CommitAck in time resends the same batch;
+    recognising the whole message costs one lookup instead of one per record.
+    Anything this misses (a partly overlapping batch, a replay that went to
+    another worker) is caught by the database's unique key.
     """
 
-    def __init__(self, capacity: int = 500_000) -> None:
-        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[MessageKey, None] = OrderedDict()
         self._capacity = capacity
 
-    def seen(self, key: tuple[str, str, int]) -> bool:
+    def seen(self, key: MessageKey) -> bool:
         if key in self._seen:
             self._seen.move_to_end(key)
             return True
         return False
 
-    def remember(self, keys: Iterable[tuple[str, str, int]]) -> None:
+    def remember(self, keys: Iterable[MessageKey]) -> None:
         for key in keys:
             self._seen[key] = None
             self._seen.move_to_end(key)
@@ -105,13 +116,17 @@ class Pipeline:
             keys.extend((r.boot_id, r.seq) for r in events)
             if terminal is None:
                 continue
+            records: list[Fix] | list[Event] = fixes or events
+            if not records:
+                continue
+            mkey = message_key(device_id, "fix" if fixes else "event", records)
+            if self._deduper.seen(mkey):
+                _drop("dedupe", "duplicate", len(records))
+                continue
+            work.message_keys.append(mkey)
             for fix in fixes:
                 self._fix(d, fix, terminal, now, work)
-            for event in events:
-                if self._deduper.seen((device_id, event.boot_id, event.seq)):
-                    _drop("dedupe", "duplicate")
-                    continue
-                work.events.append(EventRow(event, terminal.tenant_id, terminal.vehicle_id))
+            work.events.extend(EventRow(e, terminal.tenant_id, terminal.vehicle_id) for e in events)
         return work
 
     # -- stage 1: decode -------------------------------------------------------------------
@@ -188,7 +203,7 @@ class Pipeline:
         )
         return None
 
-    # -- stages 3 and 4: plausibility, dedupe --------------------------------------------------
+    # -- stage 4: plausibility (dedupe, stage 3, is per message in run) -------------------------
     def _fix(self, d: Delivery, fix: Fix, terminal: Terminal, now: datetime, work: Work) -> None:
         findings = assess(fix, now=now, limits=self._limits)
         rejecting = next((f for f in findings if f.strength is Strength.REJECT), None)
@@ -199,9 +214,6 @@ class Pipeline:
                     rejecting.reason, fix.device_id, terminal.tenant_id, d.topic, encode(fix), None
                 )
             )
-            return
-        if self._deduper.seen((fix.device_id, fix.boot_id, fix.seq)):
-            _drop("dedupe", "duplicate")
             return
         flags = tuple(f.reason for f in findings)
         work.fixes.append(FixRow(fix, terminal.tenant_id, terminal.vehicle_id, flags))

@@ -1,5 +1,9 @@
-"""Batch writer: binary COPY into per-connection staging tables, then one
-``INSERT … ON CONFLICT DO NOTHING`` into the hypertables, all in one transaction.
+"""Batch writer: binary COPY into the hypertables, all in one transaction.
+
+Fixes are copied straight into ``fixes`` inside a savepoint; only a batch that
+holds a replay (a unique violation) falls back to a per-connection staging
+table and ``INSERT … ON CONFLICT DO NOTHING RETURNING``. Events always take
+the staging path (they are few).
 
 Only rows that were really new come back (``RETURNING``), so the risk engine
 is handed each fix once even when a tracker replays or two workers race on
@@ -111,8 +115,8 @@ def _insert_from_stage(table: str, cols: tuple[str, ...]) -> sql.Composed:
 
 
 def _copy(table: str, cols: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL("COPY {stage} ({cols}) FROM STDIN (FORMAT BINARY)").format(
-        stage=sql.Identifier(f"{table}_stage"),
+    return sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)").format(
+        table=sql.Identifier(table),
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
     )
 
@@ -127,6 +131,45 @@ class BatchWriter:
             conn.execute(_staging_ddl("device_events"))
         self._insert_fixes = _insert_from_stage("fixes", _FIX_COLS)
         self._insert_events = _insert_from_stage("device_events", _EVENT_COLS)
+        self.fast_batches = 0  # fix batches copied straight into the hypertable
+        self.replay_batches = 0  # fix batches that held a replay and went through staging
+
+    def _copy_fixes(self, cur: psycopg.Cursor[Any], rows: list[FixRow], *, into: str) -> None:
+        with cur.copy(_copy(into, _FIX_COLS)) as copy:
+            copy.set_types(list(_FIX_TYPES))
+            for row in rows:
+                f = row.fix
+                copy.write_row((
+                    f.time, f.device_id, f.boot_id, f.seq, row.tenant_id, row.vehicle_id,
+                    f.lat, f.lon, f.alt_m, f.speed_mps, f.course_deg, _MODE[f.mode.value],
+                    f.hdop, f.sats, f.ignition, f.ext_v, f.batt_v, list(row.flags),
+                ))  # fmt: skip
+
+    def _write_fixes(self, cur: psycopg.Cursor[Any], rows: list[FixRow]) -> list[FixRow]:
+        """Store ``rows``; return the ones that were not stored before, each once.
+
+        Fast path: COPY straight into the hypertable inside a savepoint; every row
+        is new. Only when that meets a unique violation (a replay) is the savepoint
+        rolled back and the batch written through staging + ``ON CONFLICT DO
+        NOTHING RETURNING``, which tells the new rows apart.
+        """
+        try:
+            with self._conn.transaction():
+                self._copy_fixes(cur, rows, into="fixes")
+            self.fast_batches += 1
+            return rows
+        except psycopg.errors.UniqueViolation:
+            self.replay_batches += 1
+        self._copy_fixes(cur, rows, into="fixes_stage")
+        cur.execute(self._insert_fixes)
+        fresh = {(str(d), str(b), int(s)) for d, b, s in cur.fetchall()}
+        new: list[FixRow] = []
+        for r in rows:  # a replay inside the same batch is handed over once
+            key = (r.fix.device_id, r.fix.boot_id, r.fix.seq)
+            if key in fresh:
+                fresh.discard(key)
+                new.append(r)
+        return new
 
     def write(self, work: Work, *, received_at: datetime) -> Written:
         conn = self._conn
@@ -134,24 +177,9 @@ class BatchWriter:
         new_events = 0
         with conn.transaction(), conn.cursor() as cur:
             if work.fixes:
-                with cur.copy(_copy("fixes", _FIX_COLS)) as copy:
-                    copy.set_types(list(_FIX_TYPES))
-                    for row in work.fixes:
-                        f = row.fix
-                        copy.write_row((
-                            f.time, f.device_id, f.boot_id, f.seq, row.tenant_id, row.vehicle_id,
-                            f.lat, f.lon, f.alt_m, f.speed_mps, f.course_deg, _MODE[f.mode.value],
-                            f.hdop, f.sats, f.ignition, f.ext_v, f.batt_v, list(row.flags),
-                        ))  # fmt: skip
-                cur.execute(self._insert_fixes)
-                fresh = {(str(d), str(b), int(s)) for d, b, s in cur.fetchall()}
-                for r in work.fixes:  # a replay inside the same batch is handed over once
-                    key = (r.fix.device_id, r.fix.boot_id, r.fix.seq)
-                    if key in fresh:
-                        fresh.discard(key)
-                        new_fixes.append(r)
+                new_fixes = self._write_fixes(cur, work.fixes)
             if work.events:
-                with cur.copy(_copy("device_events", _EVENT_COLS)) as copy:
+                with cur.copy(_copy("device_events_stage", _EVENT_COLS)) as copy:
                     copy.set_types(list(_EVENT_TYPES))
                     for ev_row in work.events:
                         e = ev_row.event
