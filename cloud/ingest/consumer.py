@@ -10,8 +10,8 @@
   worker gets its unacknowledged messages again.
 
 paho was chosen over aiomqtt for the cloud because it gives manual_ack on a
-dedicated thread and measured about twice the message rate here (see
-docs/ingest.md).
+dedicated thread and received about 1.7x aiomqtt's message rate on the same
+QoS 1 stream here (`make bench-ingest`, docs/bench-ingest.md).
 """
 
 from __future__ import annotations
