@@ -13,7 +13,6 @@ the config names the account we run as and the broker stays as us.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import pwd
@@ -23,11 +22,10 @@ import ssl
 import subprocess
 import tempfile
 import time
-import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
 
+from cloud.localsvc._lifecycle import PrivateService
 from cloud.localsvc._mqtt import hash_password, mqtt_probe
 from cloud.localsvc._process import ServiceError, fail, terminate, write_private
 from cloud.localsvc.ports import LOOPBACK, free_ports
@@ -38,7 +36,8 @@ log = logging.getLogger(__name__)
 _PORT_ATTEMPTS = 3
 
 
-class PrivateMosquitto:
+class PrivateMosquitto(PrivateService):
+    name = "mosquitto"
     """A Mosquitto broker in its own directory (temporary by default).
 
     Without ``ports`` (plain, auth, tls), free ones are picked at
@@ -128,16 +127,6 @@ class PrivateMosquitto:
             raise
         log.info("mosquitto ready on %s ports %s (%s)", self.host, self.ports, self.base_dir)
 
-    def stop(self) -> None:
-        """SIGTERM (the broker saves its persistence file), then remove a temporary directory."""
-        try:
-            self._shutdown()
-        finally:
-            atexit.unregister(self._at_exit)
-            if self._tmp is not None and not self._closed:
-                self._tmp.cleanup()
-                self._closed = True
-
     def kill(self) -> None:
         """SIGKILL the broker: whatever it had not saved to its persistence file is lost."""
         proc = self._proc
@@ -147,11 +136,6 @@ class PrivateMosquitto:
         proc.wait()
         self._proc = None
         log.info("mosquitto on ports %s killed", self.ports)
-
-    def restart(self) -> None:
-        """Stop if running (SIGTERM), then start on the same ports, config and persistence."""
-        self._shutdown()
-        self.start()
 
     def reload(self) -> None:
         """SIGHUP: the broker re-reads its config, password file and ACL file.
@@ -170,18 +154,6 @@ class PrivateMosquitto:
                 raise fail("mosquitto did not reload its config", self.log_path)
             time.sleep(0.01)
         mqtt_probe(self.host, self.plain_port)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ users and ACL
     def add_user(self, username: str, password: str) -> None:
@@ -274,8 +246,7 @@ class PrivateMosquitto:
                 cwd=self.base_dir,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not the broker
             )
-        atexit.unregister(self._at_exit)
-        atexit.register(self._at_exit)
+        self._arm_at_exit()
         return self._proc
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
@@ -316,9 +287,3 @@ class PrivateMosquitto:
             terminate(self._proc, signal.SIGTERM, timeout=30.0)
             log.info("mosquitto on ports %s stopped", self.ports)
         self._proc = None
-
-    def _at_exit(self) -> None:
-        try:
-            self.stop()
-        except Exception:
-            log.exception("could not stop mosquitto at exit")

@@ -15,7 +15,6 @@ start *is* the postmaster and we can signal and reap it directly).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
@@ -23,14 +22,13 @@ import signal
 import subprocess
 import tempfile
 import time
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
 
 import psycopg
 from psycopg import sql
 
+from cloud.localsvc._lifecycle import PrivateService
 from cloud.localsvc._process import (
     ServiceError,
     as_account,
@@ -87,7 +85,8 @@ def _major(name: str) -> int:
     return int(name) if name.isdigit() else -1
 
 
-class PrivatePostgres:
+class PrivatePostgres(PrivateService):
+    name = "postgres"
     """A PostgreSQL cluster with TimescaleDB preloaded, on 127.0.0.1 only.
 
     ``base_dir`` holds ``data/`` (the cluster, with the unix socket inside)
@@ -179,16 +178,6 @@ class PrivatePostgres:
             raise
         log.info("postgres ready on %s:%d (%s)", self.host, self.port, self.base_dir)
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT), then remove the temporary directory if we created it."""
-        try:
-            self._shutdown()
-        finally:
-            atexit.unregister(self._at_exit)
-            if self._tmp is not None and not self._closed:
-                self._tmp.cleanup()
-                self._closed = True
-
     def kill(self) -> None:
         """Crash the server: SIGKILL the postmaster, then every child it had.
 
@@ -204,23 +193,6 @@ class PrivatePostgres:
         if leftover:
             raise ServiceError(f"postgres processes {leftover} survived SIGKILL")
         log.info("postgres on port %d killed", self.port)
-
-    def restart(self) -> None:
-        """Shut down if running (fast), then start again on the same port and data."""
-        self._shutdown()
-        self.start()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ databases
     def create_database(self, name: str, *, exist_ok: bool = False) -> str:
@@ -290,8 +262,7 @@ class PrivatePostgres:
                 env=clean_env(("PG",)),
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not the server
             )
-        atexit.unregister(self._at_exit)
-        atexit.register(self._at_exit)
+        self._arm_at_exit()
         return self._proc
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
@@ -321,9 +292,3 @@ class PrivatePostgres:
             terminate(self._proc, signal.SIGINT, timeout=60.0)  # SIGINT = fast shutdown
             log.info("postgres on port %d stopped", self.port)
         self._proc = None
-
-    def _at_exit(self) -> None:
-        try:
-            self.stop()
-        except Exception:
-            log.exception("could not stop postgres on port %d at exit", self.port)
