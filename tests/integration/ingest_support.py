@@ -178,3 +178,22 @@ def check_stored(dsn: str, ids: list[str]) -> StoredCheck:
             (ids,),
         ).fetchone()
     return StoredCheck(int(stored), int(distinct), int(bad[0]) if bad else 0)
+
+
+@contextmanager
+def fleet_and_workers(
+    tmp: Path,
+    dsn: str,
+    broker: PrivateMosquitto,
+    n_devices: int,
+    *names: str,
+    failpoints: dict[str, str] | None = None,
+) -> Iterator[tuple[list[str], Workers]]:
+    """Register ``n_devices`` fresh devices, start the named workers, wait until subscribed."""
+    ids = device_ids(n_devices)
+    prepare_db(dsn, ids)
+    with workers(tmp, dsn, broker) as w:
+        for name in names:
+            w.start(name, failpoints=(failpoints or {}).get(name, ""))
+        wait_subscribed(dsn, broker, w)
+        yield ids, w

@@ -14,15 +14,7 @@ from pathlib import Path
 import pytest
 
 from cloud.localsvc import PrivateMosquitto, PrivatePostgres
-from tests.integration.ingest_support import (
-    check_stored,
-    device_ids,
-    plan,
-    prepare_db,
-    run_plan,
-    wait_subscribed,
-    workers,
-)
+from tests.integration.ingest_support import check_stored, fleet_and_workers, plan, run_plan
 
 pytestmark = pytest.mark.services
 
@@ -39,11 +31,7 @@ def assert_exact(dsn: str, ids: list[str], sent: int) -> None:
 def test_one_worker_stores_every_fix_once(
     tmp_path: Path, fresh_db: str, mosquitto: PrivateMosquitto
 ) -> None:
-    ids = device_ids(DEVICES)
-    prepare_db(fresh_db, ids)
-    with workers(tmp_path, fresh_db, mosquitto) as w:
-        w.start("w1")
-        wait_subscribed(fresh_db, mosquitto, w)
+    with fleet_and_workers(tmp_path, fresh_db, mosquitto, DEVICES, "w1") as (ids, _):
         report = run_plan(plan(mosquitto, ids, fixes=60))
     assert report.sent == DEVICES * 60
     assert report.acked == report.sent
@@ -53,12 +41,7 @@ def test_one_worker_stores_every_fix_once(
 def test_two_workers_split_the_load(
     tmp_path: Path, fresh_db: str, mosquitto: PrivateMosquitto
 ) -> None:
-    ids = device_ids(DEVICES)
-    prepare_db(fresh_db, ids)
-    with workers(tmp_path, fresh_db, mosquitto) as w:
-        w.start("w1")
-        w.start("w2")
-        wait_subscribed(fresh_db, mosquitto, w)
+    with fleet_and_workers(tmp_path, fresh_db, mosquitto, DEVICES, "w1", "w2") as (ids, w):
         report = run_plan(plan(mosquitto, ids, fixes=60))
         m1 = _metric(w.metrics_ports["w1"], "vgr_ingest_batches_total")
         m2 = _metric(w.metrics_ports["w2"], "vgr_ingest_batches_total")
@@ -71,11 +54,7 @@ def test_two_workers_split_the_load(
 def test_broker_restart_mid_stream(
     tmp_path: Path, fresh_db: str, mosquitto: PrivateMosquitto
 ) -> None:
-    ids = device_ids(DEVICES)
-    prepare_db(fresh_db, ids)
-    with workers(tmp_path, fresh_db, mosquitto) as w:
-        w.start("w1")
-        wait_subscribed(fresh_db, mosquitto, w)
+    with fleet_and_workers(tmp_path, fresh_db, mosquitto, DEVICES, "w1") as (ids, _):
         p = plan(mosquitto, ids, fixes=100, batch=10)
 
         def crash_broker() -> None:
@@ -92,11 +71,7 @@ def test_broker_restart_mid_stream(
 def test_postgres_restart_mid_batch(
     tmp_path: Path, fresh_db: str, mosquitto: PrivateMosquitto, postgres: PrivatePostgres
 ) -> None:
-    ids = device_ids(DEVICES)
-    prepare_db(fresh_db, ids)
-    with workers(tmp_path, fresh_db, mosquitto) as w:
-        w.start("w1")
-        wait_subscribed(fresh_db, mosquitto, w)
+    with fleet_and_workers(tmp_path, fresh_db, mosquitto, DEVICES, "w1") as (ids, w):
         p = plan(mosquitto, ids, fixes=100, batch=10)
 
         def crash_db() -> None:
@@ -115,13 +90,12 @@ def test_postgres_restart_mid_batch(
 def test_worker_killed_between_commit_and_ack(
     tmp_path: Path, fresh_db: str, mosquitto: PrivateMosquitto
 ) -> None:
-    ids = device_ids(DEVICES)
-    prepare_db(fresh_db, ids)
-    with workers(tmp_path, fresh_db, mosquitto) as w:
-        # w1 SIGKILLs itself right after its 5th commit, before any ack of that batch.
-        w1 = w.start("w1", failpoints="ingest_after_commit=5")
-        w.start("w2")
-        wait_subscribed(fresh_db, mosquitto, w)
+    # w1 SIGKILLs itself right after its 5th commit, before any ack of that batch.
+    with fleet_and_workers(
+        tmp_path, fresh_db, mosquitto, DEVICES, "w1", "w2",
+        failpoints={"w1": "ingest_after_commit=5"},
+    ) as (ids, w):  # fmt: skip
+        w1 = w.procs["w1"]
         report = run_plan(plan(mosquitto, ids, fixes=60))
         w1.wait(timeout=5)
     assert w1.returncode == -9, "the failpoint did not fire"
