@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 
-EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
+from protocols.plausibility import haversine_m as distance_m
+
+__all__ = ["CHINA_TZ", "china_time", "distance_m", "is_night", "night_of"]
+
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine); within 0.5 % of the ellipsoid, plenty for rules."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def china_time(t: datetime) -> datetime:

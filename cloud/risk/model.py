@@ -119,7 +119,8 @@ class Device:
 @dataclass(frozen=True, slots=True)
 class Poi:
     id: str
-    category: str  # second_mortgage | pawnshop | used_car_market | registration_office | tow_yard | private
+    # second_mortgage | pawnshop | used_car_market | registration_office | tow_yard | private
+    category: str
     name: str
     lat: float
     lon: float
@@ -130,7 +131,7 @@ class RegionLookup(Protocol):
     """The loan's signed policy as the cloud evaluates it (same geometry code as the edge)."""
 
     def metres_outside_allowed(self, lat: float, lon: float) -> float:
-        """0 when inside an allowed area (or when the policy has none), else metres past its border."""
+        """0 inside an allowed area (or with no allowed areas), else metres past its border."""
         ...
 
     def forbidden_zone_at(self, lat: float, lon: float) -> str | None:
