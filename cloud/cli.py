@@ -1,19 +1,26 @@
-"""``vgr cloud …``: the cloud services and their administration."""
+"""``vgr cloud …``: the cloud services and their administration.
+
+Each service package contributes its subcommands through a ``register``
+function in its own ``cli`` module, listed here once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+
+GROUPS = (
+    "cloud.storage.cli",
+    "cloud.ingest.cli",
+    "cloud.cli_keys",
+    "cloud.registry.cli",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cloud import cli_keys
-    from cloud.ingest import cli as ingest_cli
-    from cloud.registry import cli as registry_cli
-    from cloud.storage import cli as storage_cli
-
-    group = sub.add_parser("cloud", help="cloud services: ingest, storage, registry")
+    group = sub.add_parser(
+        "cloud", help="cloud services: ingest, storage, registry, risk, webhooks, reference data"
+    )
     cmds = group.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
-    storage_cli.register(cmds)
-    ingest_cli.register(cmds)
-    cli_keys.register(cmds)
-    registry_cli.register(cmds)
+    for name in GROUPS:
+        importlib.import_module(name).register(cmds)
