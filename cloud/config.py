@@ -95,6 +95,18 @@ class RetentionSettings(_Section):
     interval_s: float = Field(default=3600.0, gt=0)
 
 
+class RiskSettings(_Section):
+    """The risk worker (``vgr cloud risk run``)."""
+
+    poll_interval_s: float = Field(default=0.5, gt=0)  # idle wait between inbox rounds
+    batch_rows: int = Field(default=200, ge=1, le=10_000)  # inbox rows claimed per round
+    tick_interval_s: float = Field(default=60.0, gt=0)  # time-passing sweep for silence rules
+    snapshot_days: float = Field(default=7.0, gt=0)  # how late data may be and still re-run
+    suppress_s: float = Field(default=3600.0, ge=0)  # same rule, same vehicle after resolve
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9102, ge=0, lt=65536)  # 0: no /metrics endpoint
+
+
 class CloudConfig(_Section):
     kind: Literal["cloud"]
     database: DatabaseSettings = DatabaseSettings()
@@ -103,6 +115,7 @@ class CloudConfig(_Section):
     api: ApiSettings = ApiSettings()
     registry: RegistrySettings = RegistrySettings()
     retention: RetentionSettings = RetentionSettings()
+    risk: RiskSettings = RiskSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -59,3 +59,32 @@ SIGNALS_RAISED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+
+ALERTS_OPENED = Counter(
+    "vgr_alerts_opened",
+    "Alerts opened by the risk engine (after dedupe and suppression).",
+    ["tenant", "rule"],
+    registry=REGISTRY,
+)
+RISK_INPUTS = Counter(
+    "vgr_risk_inputs",
+    "Fixes and events run through the rules (re-runs of late data included).",
+    ["tenant"],
+    registry=REGISTRY,
+)
+RISK_REPLAYS = Counter(
+    "vgr_risk_replays",
+    "Vehicles re-run from a snapshot because data arrived older than their rule state.",
+    registry=REGISTRY,
+)
+RISK_RULE_ERRORS = Counter(
+    "vgr_risk_rule_errors",
+    "Exceptions raised by a rule's step (the input still runs through the other rules).",
+    ["rule"],
+    registry=REGISTRY,
+)
+RISK_LAG = Gauge(
+    "vgr_risk_inbox_rows",
+    "Rows waiting in the risk engine's inbox after the last round.",
+    registry=REGISTRY,
+)

@@ -106,12 +106,37 @@ def _staging_ddl(table: str) -> sql.Composed:
     ).format(stage=sql.Identifier(f"{table}_stage"), table=sql.Identifier(table))
 
 
-def _insert_from_stage(table: str, cols: tuple[str, ...]) -> sql.Composed:
+def _insert_from_stage(
+    table: str, cols: tuple[str, ...], returning: tuple[str, ...] = ("device_id", "boot_id", "seq")
+) -> sql.Composed:
     ids = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
     return sql.SQL(
         "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
-        "ON CONFLICT DO NOTHING RETURNING device_id, boot_id, seq"
-    ).format(table=sql.Identifier(table), stage=sql.Identifier(f"{table}_stage"), cols=ids)
+        "ON CONFLICT DO NOTHING RETURNING {returning}"
+    ).format(
+        table=sql.Identifier(table),
+        stage=sql.Identifier(f"{table}_stage"),
+        cols=ids,
+        returning=sql.SQL(", ").join(sql.Identifier(c) for c in returning),
+    )
+
+
+def _risk_inbox_row(
+    new_fixes: list[FixRow], new_events: list[tuple[int | None, str, datetime]]
+) -> tuple[list[int], list[str], list[datetime]] | None:
+    """Per vehicle with new rows: its tenant and the earliest GNSS time (risk engine inbox)."""
+    since: dict[int, tuple[str, datetime]] = {}
+    points = [(r.vehicle_id, r.tenant_id, r.fix.time) for r in new_fixes]
+    for vehicle_id, tenant_id, time in [*points, *new_events]:
+        if vehicle_id is None:
+            continue
+        seen = since.get(vehicle_id)
+        if seen is None or time < seen[1]:
+            since[vehicle_id] = (tenant_id, time)
+    if not since:
+        return None
+    ids = sorted(since)
+    return ids, [since[v][0] for v in ids], [since[v][1] for v in ids]
 
 
 def _copy(table: str, cols: tuple[str, ...]) -> sql.Composed:
@@ -130,7 +155,9 @@ class BatchWriter:
             conn.execute(_staging_ddl("fixes"))
             conn.execute(_staging_ddl("device_events"))
         self._insert_fixes = _insert_from_stage("fixes", _FIX_COLS)
-        self._insert_events = _insert_from_stage("device_events", _EVENT_COLS)
+        self._insert_events = _insert_from_stage(
+            "device_events", _EVENT_COLS, ("vehicle_id", "tenant_id", "time")
+        )
         self.fast_batches = 0  # fix batches copied straight into the hypertable
         self.replay_batches = 0  # fix batches that held a replay and went through staging
 
@@ -175,6 +202,7 @@ class BatchWriter:
         conn = self._conn
         new_fixes: list[FixRow] = []
         new_events = 0
+        stored_events: list[tuple[int | None, str, datetime]] = []
         with conn.transaction(), conn.cursor() as cur:
             if work.fixes:
                 new_fixes = self._write_fixes(cur, work.fixes)
@@ -189,7 +217,8 @@ class BatchWriter:
                             msgspec.json.encode(e.detail).decode(),
                         ))  # fmt: skip
                 cur.execute(self._insert_events)
-                new_events = len(cur.fetchall())
+                stored_events = [(v, t, when) for v, t, when in cur.fetchall()]
+                new_events = len(stored_events)
             if work.quarantine:
                 cur.executemany(
                     "INSERT INTO quarantine (received_at, device_id, tenant_id, reason, topic, "
@@ -234,5 +263,11 @@ class BatchWriter:
                     "outbox_depth = EXCLUDED.outbox_depth, reason = EXCLUDED.reason, "
                     "updated_at = EXCLUDED.updated_at",
                     [{"d": d, "s": raw.decode(), "t": received_at} for d, raw in work.status],
+                )
+            inbox = _risk_inbox_row(new_fixes, stored_events)
+            if inbox is not None:
+                cur.execute(
+                    "INSERT INTO risk_inbox (vehicle_ids, tenant_ids, since) VALUES (%s, %s, %s)",
+                    inbox,
                 )
         return Written(new_fixes, new_events, len(work.quarantine))

@@ -175,6 +175,7 @@ class VehicleContext:
     declared_lat: float | None = None  # the loan's declared address, when geocoded
     declared_lon: float | None = None
     loan_status: str = "current"  # current | overdue | default | closed
+    loan_id: int | None = None
 
 
 class NoRegion:

@@ -1,0 +1,109 @@
+"""What the rules may consult about a vehicle, loaded from the registry tables.
+
+A vehicle's devices, its loan (status, declared address) and the newest
+signed policy of its devices, compiled once with the same ``protocols``
+geometry the edge agent uses (``DESIGN.md`` contract 6), then cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+
+from cloud.risk.model import Device, NoRegion, Poi, RegionLookup, VehicleContext
+from protocols.errors import RegionError
+from protocols.policy import Policy
+from protocols.regions import CompiledPolicy, compile_policy, distance_to_allowed_m, locate
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+
+
+class PolicyRegion:
+    """A compiled signed policy seen through the rules' :class:`RegionLookup`."""
+
+    def __init__(self, compiled: CompiledPolicy) -> None:
+        self.compiled = compiled
+
+    def metres_outside_allowed(self, lat: float, lon: float) -> float:
+        placement = locate(self.compiled, lon, lat)
+        if placement.inside_allowed is not False:
+            return 0.0
+        return distance_to_allowed_m(self.compiled, lon, lat) or 0.0
+
+    def forbidden_zone_at(self, lat: float, lon: float) -> str | None:
+        hits = locate(self.compiled, lon, lat).forbidden_ids
+        return min(hits) if hits else None
+
+
+class NoPlaces:
+    """Reference data not loaded: no regions, no POIs, no IP ranges."""
+
+    def province_of(self, lat: float, lon: float) -> str | None:
+        return None
+
+    def city_of(self, lat: float, lon: float) -> str | None:
+        return None
+
+    def pois_near(self, lat: float, lon: float, radius_m: float) -> Sequence[Poi]:
+        return ()
+
+    def ip_province(self, ip: str) -> str | None:
+        return None
+
+    def ip_is_foreign_or_hosting(self, ip: str) -> bool:
+        return False
+
+
+def _region(document: object, policy_id: str) -> RegionLookup:
+    try:
+        policy = msgspec.convert(document, Policy)
+        return PolicyRegion(compile_policy(policy))
+    except (msgspec.ValidationError, RegionError) as exc:
+        log.warning("policy %s cannot be evaluated, region rules off: %s", policy_id, exc)
+        return NoRegion()
+
+
+def load_contexts(conn: Conn, vehicle_ids: Sequence[int], places: Any) -> dict[int, VehicleContext]:
+    """Contexts for the vehicles that still exist (a deleted vehicle gets none)."""
+    ids = list(vehicle_ids)
+    vehicles = conn.execute(
+        "SELECT v.id, v.tenant_id, l.status, l.declared_lat, l.declared_lon, l.id FROM vehicles v "
+        "LEFT JOIN LATERAL (SELECT id, status, declared_lat, declared_lon FROM loans "
+        "WHERE vehicle_id = v.id ORDER BY id DESC LIMIT 1) l ON true WHERE v.id = ANY(%s)",
+        (ids,),
+    ).fetchall()
+    devices: dict[int, dict[str, Device]] = {v: {} for v in ids}
+    for vid, dev, kind, heartbeat in conn.execute(
+        "SELECT vehicle_id, id, kind, heartbeat_s FROM devices "
+        "WHERE vehicle_id = ANY(%s) AND NOT revoked",
+        (ids,),
+    ).fetchall():
+        devices[vid][dev] = Device(dev, kind, heartbeat)
+    policies: dict[int, RegionLookup] = {}
+    for vid, policy_id, document in conn.execute(
+        "SELECT DISTINCT ON (d.vehicle_id) d.vehicle_id, p.id, p.document FROM policies p "
+        "JOIN devices d ON d.id = p.device_id WHERE d.vehicle_id = ANY(%s) "
+        "ORDER BY d.vehicle_id, p.created_at DESC",
+        (ids,),
+    ).fetchall():
+        policies[vid] = _region(document, policy_id)
+    out: dict[int, VehicleContext] = {}
+    for vid, tenant, status, dlat, dlon, loan_id in vehicles:
+        out[vid] = VehicleContext(
+            tenant_id=tenant,
+            vehicle_id=vid,
+            devices=devices.get(vid, {}),
+            region=policies.get(vid, NoRegion()),
+            places=places,
+            declared_lat=dlat,
+            declared_lon=dlon,
+            loan_status=status or "current",
+            loan_id=loan_id,
+        )
+    return out
