@@ -1,0 +1,169 @@
+"""The risk worker against a real TimescaleDB: ingest's inbox row → rules → one alert.
+
+Uses a small test rule so the machinery (inbox, advisory locks, snapshots,
+late-data re-runs, rollback on a crash mid-round) is tested on its own; the
+real catalogue has its own tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from cloud.ingest.model import FixRow, Work
+from cloud.ingest.writer import BatchWriter
+from cloud.risk.model import FixIn, RuleInput, Severity, Signal, VehicleContext
+from cloud.risk.rules.base import CATALOGUE, Rule
+from cloud.risk.worker import RiskWorker
+from protocols.messages import Fix
+from tests.integration.ingest_support import TENANT, prepare_db
+
+T0 = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
+DEVICE = "860000000000017"
+
+
+class FastState(msgspec.Struct, frozen=True):
+    run_start: datetime | None = None
+    fired: bool = False
+
+
+class FastConfig(msgspec.Struct, frozen=True):
+    speed_mps: float = 30.0
+    hold_s: float = 60.0
+
+
+def _fast_step(
+    s: FastState, inp: RuleInput, ctx: VehicleContext, cfg: FastConfig
+) -> tuple[FastState, Sequence[Signal]]:
+    if not isinstance(inp, FixIn):
+        return s, ()
+    if inp.speed_mps <= cfg.speed_mps:
+        return FastState(), ()
+    start = s.run_start or inp.time
+    if not s.fired and (inp.time - start).total_seconds() >= cfg.hold_s:
+        sig = Signal("fast", f"fast:{start.isoformat()}", inp.time, Severity.WARN, lat=inp.lat)
+        return FastState(start, True), (sig,)
+    return FastState(start, s.fired), ()
+
+
+@pytest.fixture
+def only_fast_rule() -> Iterator[None]:
+    saved = dict(CATALOGUE)
+    CATALOGUE.clear()
+    CATALOGUE["fast"] = Rule("fast", FastState, FastConfig, _fast_step, ("fast",), "test")
+    yield
+    CATALOGUE.clear()
+    CATALOGUE.update(saved)
+
+
+@pytest.fixture
+def db(fresh_db: str, only_fast_rule: None) -> Iterator[tuple[str, int]]:
+    prepare_db(fresh_db, [DEVICE])
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute(
+            "INSERT INTO vehicles (tenant_id, vin) VALUES (%s, 'LSVAB4BR0EN000017') RETURNING id",
+            (TENANT,),
+        ).fetchone()
+        assert row is not None
+        conn.execute("UPDATE devices SET vehicle_id = %s WHERE id = %s", (row[0], DEVICE))
+    yield fresh_db, row[0]
+
+
+def _store(dsn: str, vehicle: int, fixes: list[tuple[int, datetime, float]]) -> None:
+    """Write fixes the way ingest does (same transaction as the inbox row)."""
+    rows = [
+        FixRow(Fix(device_id=DEVICE, boot_id="b1", seq=seq, time=t, lat=31.2, lon=121.4,
+                   speed_mps=speed), TENANT, vehicle, ())
+        for seq, t, speed in fixes
+    ]  # fmt: skip
+    with psycopg.connect(dsn) as conn:
+        BatchWriter(conn).write(Work(fixes=rows), received_at=datetime.now(UTC))
+
+
+def _alerts(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT rule, episode, status, occurrences FROM alerts ORDER BY id"
+        ).fetchall()
+
+
+def _drain(dsn: str) -> int:
+    inputs = 0
+    with psycopg.connect(dsn) as conn:
+        worker = RiskWorker(conn)
+        while (stats := worker.round()).vehicles:
+            inputs += stats.inputs
+    return inputs
+
+
+def _fast_run(first_seq: int, start: datetime, n: int = 6) -> list[tuple[int, datetime, float]]:
+    return [(first_seq + i, start + timedelta(seconds=20 * i), 40.0) for i in range(n)]
+
+
+def test_ingested_fixes_reach_the_rules_and_raise_one_alert(db: tuple[str, int]) -> None:
+    dsn, vehicle = db
+    _store(dsn, vehicle, _fast_run(0, T0)[:3])
+    _store(dsn, vehicle, _fast_run(0, T0)[3:])
+    assert _drain(dsn) == 6
+    assert _alerts(dsn) == [("fast", f"fast:{T0.isoformat()}", "open", 1)]
+    with psycopg.connect(dsn) as conn:
+        left = conn.execute("SELECT count(*) FROM risk_inbox").fetchone()
+        history = conn.execute("SELECT action FROM alert_history").fetchall()
+    assert left == (0,)
+    assert history == [("opened",)]
+
+
+def test_late_data_re_runs_from_a_snapshot_and_gives_the_live_answer(db: tuple[str, int]) -> None:
+    dsn, vehicle = db
+    slow = [(i, T0 + timedelta(seconds=30 * i), 5.0) for i in range(0, 400)]  # 3h20 of driving
+    gap = T0 + timedelta(hours=1, minutes=10)
+    burst = _fast_run(1000, gap)  # a fast stretch inside the second hour, uploaded late
+    live = [f for f in slow if not gap <= f[1] < gap + timedelta(minutes=3)]
+    _store(dsn, vehicle, live)
+    _drain(dsn)
+    assert _alerts(dsn) == []
+    _store(dsn, vehicle, burst)
+    _drain(dsn)
+    assert _alerts(dsn) == [("fast", f"fast:{gap.isoformat()}", "open", 1)]
+    _store(dsn, vehicle, burst)  # a replay of the same burst stores nothing new
+    _drain(dsn)
+    assert len(_alerts(dsn)) == 1
+
+
+def test_a_round_that_dies_midway_leaves_its_work_for_the_next(db: tuple[str, int]) -> None:
+    dsn, vehicle = db
+    _store(dsn, vehicle, _fast_run(0, T0))
+
+    class Crash(Exception):
+        pass
+
+    with psycopg.connect(dsn) as conn:
+        worker = RiskWorker(conn)
+
+        def explode(*_: object, **__: object) -> None:
+            raise Crash
+
+        worker._run_vehicle = explode  # type: ignore[method-assign]
+        with pytest.raises(Crash):
+            worker.round()
+    assert _alerts(dsn) == []
+    assert _drain(dsn) == 6
+    assert len(_alerts(dsn)) == 1
+
+
+def test_two_workers_never_run_one_vehicle_at_once(db: tuple[str, int]) -> None:
+    dsn, vehicle = db
+    _store(dsn, vehicle, _fast_run(0, T0))
+    with psycopg.connect(dsn) as holder, psycopg.connect(dsn) as other:
+        with holder.transaction():
+            holder.execute("SELECT pg_advisory_xact_lock(7301, %s)", (vehicle,))
+            stats = RiskWorker(other).round()
+            assert stats.vehicles == 0  # held elsewhere: given back to the inbox
+        row = other.execute("SELECT count(*) FROM risk_inbox").fetchone()
+        assert row == (1,)
+    assert _drain(dsn) == 6
