@@ -16,6 +16,7 @@ GROUPS = (
     "cloud.registry.cli",
     "cloud.webhooks.cli",
     "cloud.risk.cli",
+    "cloud.recovery.cli",
 )
 
 
