@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from cloud.ingest.model import FixRow, Work
+from cloud.webhooks import derive_message_id, enqueue
 
 _MODE = {"2d": 2, "3d": 3}
 
@@ -146,6 +147,20 @@ def _copy(table: str, cols: tuple[str, ...]) -> sql.Composed:
     )
 
 
+def _notify_unauthorized(conn: psycopg.Connection[Any], work: Work) -> None:
+    """``device.unauthorized`` to the owning tenant (known for revoked terminals), once an hour."""
+    for s in work.signals:
+        if s.tenant_id is None or s.device_id is None:
+            continue  # an unknown terminal has no tenant to tell; it stays in quarantine
+        hour = s.time.strftime("%Y-%m-%dT%H")
+        enqueue(
+            conn, s.tenant_id, "device.unauthorized",
+            {"device_id": s.device_id, "tenant_id": s.tenant_id, "reason": s.kind,
+             "seen_at": s.time.isoformat(), "detail": dict(s.detail)},
+            message_id=derive_message_id(s.tenant_id, "device.unauthorized", s.device_id, hour),
+        )  # fmt: skip
+
+
 class BatchWriter:
     """Writes one unit of work per transaction on its own connection."""
 
@@ -264,6 +279,7 @@ class BatchWriter:
                     "updated_at = EXCLUDED.updated_at",
                     [{"d": d, "s": raw.decode(), "t": received_at} for d, raw in work.status],
                 )
+            _notify_unauthorized(self._conn, work)
             inbox = _risk_inbox_row(new_fixes, stored_events)
             if inbox is not None:
                 cur.execute(

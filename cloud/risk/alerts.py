@@ -177,6 +177,15 @@ def apply(
     _history(conn, row[0], "opened", None, "open")
     ALERTS_OPENED.labels(tenant=tenant_id, rule=signal.rule).inc()
     _notify(conn, notify, tenant_id, "alert.opened", row[0])
+    if signal.rule == "offline" and signal.device_id is not None:
+        evidence = dict(signal.evidence)
+        notify(
+            conn, tenant_id, "device.offline",
+            {"device_id": signal.device_id, "vehicle_id": vehicle_id, "loan_id": loan_id,
+             "last_seen_at": evidence.get("last_seen"), "last_lat": signal.lat,
+             "last_lon": signal.lon, "reason": signal.message},
+            message_id=f"msg_alert_{row[0]}_device_offline",
+        )  # fmt: skip
     outcome.opened += 1
 
 

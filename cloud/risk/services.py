@@ -9,8 +9,9 @@ import psycopg
 
 import cloud.risk.rules.catalogue  # noqa: F401  (registers every rule)
 from cloud.config import CloudConfig
-from cloud.risk.alerts import AlertPolicy, no_webhooks
+from cloud.risk.alerts import AlertPolicy
 from cloud.risk.worker import RiskWorker, WorkerOptions
+from cloud.webhooks import enqueue
 
 
 def build_worker(conn: psycopg.Connection[Any], cfg: CloudConfig) -> RiskWorker:
@@ -20,4 +21,4 @@ def build_worker(conn: psycopg.Connection[Any], cfg: CloudConfig) -> RiskWorker:
         snapshot_horizon=timedelta(days=settings.snapshot_days),
         alert_policy=AlertPolicy(suppress=timedelta(seconds=settings.suppress_s)),
     )
-    return RiskWorker(conn, notify=no_webhooks, options=options)
+    return RiskWorker(conn, notify=enqueue, options=options)
