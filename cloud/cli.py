@@ -14,6 +14,7 @@ GROUPS = (
     "cloud.ingest.cli",
     "cloud.cli_keys",
     "cloud.registry.cli",
+    "cloud.refdata.cli",
     "cloud.webhooks.cli",
     "cloud.risk.cli",
     "cloud.recovery.cli",

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cloud.refdata.config import RefdataSettings
 from cloud.webhooks.config import WebhookSettings
 from protocols.configfile import ConfigError, validate_document
 from protocols.secrets import SECRET_REF
@@ -116,6 +117,7 @@ class CloudConfig(_Section):
     api: ApiSettings = ApiSettings()
     registry: RegistrySettings = RegistrySettings()
     retention: RetentionSettings = RetentionSettings()
+    refdata: RefdataSettings = RefdataSettings()
     webhooks: WebhookSettings = WebhookSettings()
     risk: RiskSettings = RiskSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
