@@ -8,13 +8,13 @@ geometry the edge agent uses (``DESIGN.md`` contract 6), then cached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 import psycopg
 
-from cloud.risk.model import Device, NoRegion, Poi, RegionLookup, VehicleContext
+from cloud.risk.model import Device, NoRegion, PlaceLookup, Poi, RegionLookup, VehicleContext
 from protocols.errors import RegionError
 from protocols.policy import Policy
 from protocols.regions import CompiledPolicy, compile_policy, distance_to_allowed_m, locate
@@ -69,7 +69,9 @@ def _region(document: object, policy_id: str) -> RegionLookup:
         return NoRegion()
 
 
-def load_contexts(conn: Conn, vehicle_ids: Sequence[int], places: Any) -> dict[int, VehicleContext]:
+def load_contexts(
+    conn: Conn, vehicle_ids: Sequence[int], places_for: Callable[[str], PlaceLookup]
+) -> dict[int, VehicleContext]:
     """Contexts for the vehicles that still exist (a deleted vehicle gets none)."""
     ids = list(vehicle_ids)
     vehicles = conn.execute(
@@ -100,7 +102,7 @@ def load_contexts(conn: Conn, vehicle_ids: Sequence[int], places: Any) -> dict[i
             vehicle_id=vid,
             devices=devices.get(vid, {}),
             region=policies.get(vid, NoRegion()),
-            places=places,
+            places=places_for(tenant),
             declared_lat=dlat,
             declared_lon=dlon,
             loan_status=status or "current",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,12 +57,12 @@ class RiskWorker:
         self,
         conn: Conn,
         *,
-        places: PlaceLookup | None = None,
+        places: Callable[[str], PlaceLookup] | None = None,
         notify: alerts.Notifier = alerts.no_webhooks,
         options: WorkerOptions | None = None,
     ) -> None:
         self.conn = conn
-        self.places: PlaceLookup = places or NoPlaces()
+        self.places: Callable[[str], PlaceLookup] = places or (lambda _tenant: NoPlaces())
         self.notify = notify
         self.options = options or WorkerOptions()
         self._configs: dict[str, RuleConfigs] = {}
