@@ -24,7 +24,7 @@ import msgspec
 import psycopg
 
 from cloud.metrics import RISK_INPUTS, RISK_LAG, RISK_REPLAYS, RISK_RULE_ERRORS
-from cloud.risk import alerts, store
+from cloud.risk import alerts, scoring, store
 from cloud.risk.context import NoPlaces, load_contexts
 from cloud.risk.engine import RuleConfigs, VehicleState, default_configs, run
 from cloud.risk.model import DeviceKind, PlaceLookup, VehicleContext
@@ -180,6 +180,9 @@ class RiskWorker:
                 self.conn, ctx.tenant_id, vehicle, ctx.loan_id, signal,
                 policy=self.options.alert_policy, notify=self.notify, outcome=stats.alerts,
             )  # fmt: skip
+        if result.signals or tick is not None:
+            now = max(filter(None, (result.state.pos_time, result.state.tick_time)))
+            scoring.update(self.conn, ctx.tenant_id, vehicle, ctx.loan_id, now, self.notify)
         store.save_state(self.conn, vehicle, ctx.tenant_id, result.state)
         store.save_snapshots(self.conn, vehicle, result.snapshots)
         RISK_INPUTS.labels(tenant=ctx.tenant_id).inc(result.inputs)

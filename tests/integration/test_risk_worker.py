@@ -116,6 +116,11 @@ def test_ingested_fixes_reach_the_rules_and_raise_one_alert(db: tuple[str, int])
         history = conn.execute("SELECT action FROM alert_history").fetchall()
     assert left == (0,)
     assert history == [("opened",)]
+    with psycopg.connect(dsn) as conn:
+        risk = conn.execute("SELECT score, band FROM vehicle_risk").fetchall()
+    assert len(risk) == 1
+    assert risk[0][0] > 0  # one open warn-level alert: a score above zero, with its band
+
 
 
 def test_late_data_re_runs_from_a_snapshot_and_gives_the_live_answer(db: tuple[str, int]) -> None:
