@@ -69,6 +69,13 @@ class EventIn:
     lat: float | None = None
     lon: float | None = None
     detail: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()  # e.g. LATE_FLAG, as on FixIn
+
+
+# Flag the worker adds to a FixIn's or EventIn's ``flags`` when the record reached the
+# cloud well after its GNSS time (``received_at - time`` above ~2 min): it was stored on
+# the device and uploaded later (blind area, link drop). A stored fact, so replays agree.
+LATE_FLAG = "late"
 
 
 @dataclass(frozen=True, slots=True)
