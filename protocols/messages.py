@@ -109,6 +109,9 @@ class FixBatch(Struct, frozen=True, kw_only=True):
 
     v: Version
     fixes: Annotated[list[Fix], Meta(min_length=1, max_length=5000)]
+    # True when the device held these records while its link was down and uploads
+    # them now (JT/T 808 0x0704 type 1, "blind-area re-upload"); live data omits it.
+    backlog: bool = False
 
 
 class EventBatch(Struct, frozen=True, kw_only=True):
@@ -116,6 +119,7 @@ class EventBatch(Struct, frozen=True, kw_only=True):
 
     v: Version
     events: Annotated[list[Event], Meta(min_length=1, max_length=1000)]
+    backlog: bool = False  # as in FixBatch
 
 
 class DeviceState(StrEnum):

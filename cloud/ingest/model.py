@@ -41,6 +41,7 @@ class EventRow:
     event: Event
     tenant_id: str
     vehicle_id: int | None
+    flags: tuple[str, ...] = ()  # "late": uploaded from the device's backlog
 
 
 @dataclass(frozen=True, slots=True)

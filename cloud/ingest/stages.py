@@ -30,6 +30,9 @@ from protocols.messages import Event, EventBatch, Fix, FixBatch, Status, decode,
 from protocols.plausibility import DEFAULT_LIMITS, Limits, Strength, assess
 from protocols.topics import Channel, parse_topic
 
+# Flag on records a device uploaded from its backlog (``FixBatch.backlog``): the risk
+# engine tells a blind area from an outage by it.
+LATE_FLAG = "late"
 MAX_RAW_KEPT = 64 * 1024
 UNAUTHORIZED_SIGNAL = "unauthorized_terminal"
 
@@ -102,14 +105,14 @@ class Pipeline:
 
     def run(self, deliveries: list[Delivery]) -> Work:
         work = Work()
-        decoded: list[tuple[Delivery, str, list[Fix], list[Event]]] = []
+        decoded: list[tuple[Delivery, str, list[Fix], list[Event], tuple[str, ...]]] = []
         for d in deliveries:
             got = self._decode(d, work)
             if got is not None:
                 decoded.append((d, *got))
-        terminals = self._directory.lookup({dev for _, dev, _, _ in decoded})
+        terminals = self._directory.lookup({dev for _, dev, _, _, _ in decoded})
         now = self._now()
-        for d, device_id, fixes, events in decoded:
+        for d, device_id, fixes, events, marks in decoded:
             terminal = self._authorize(d, device_id, terminals.get(device_id), fixes, events, work)
             keys = work.acks.setdefault(device_id, [])
             keys.extend((r.boot_id, r.seq) for r in fixes)
@@ -125,12 +128,16 @@ class Pipeline:
                 continue
             work.message_keys.append(mkey)
             for fix in fixes:
-                self._fix(d, fix, terminal, now, work)
-            work.events.extend(EventRow(e, terminal.tenant_id, terminal.vehicle_id) for e in events)
+                self._fix(d, fix, terminal, now, work, marks)
+            work.events.extend(
+                EventRow(e, terminal.tenant_id, terminal.vehicle_id, marks) for e in events
+            )
         return work
 
     # -- stage 1: decode -------------------------------------------------------------------
-    def _decode(self, d: Delivery, work: Work) -> tuple[str, list[Fix], list[Event]] | None:
+    def _decode(
+        self, d: Delivery, work: Work
+    ) -> tuple[str, list[Fix], list[Event], tuple[str, ...]] | None:
         parsed = parse_topic(d.topic)
         if parsed is None:
             INGEST_DELIVERIES.labels(channel="unknown").inc()
@@ -139,11 +146,14 @@ class Pipeline:
         INGEST_DELIVERIES.labels(channel=parsed.channel.value).inc()
         fixes: list[Fix] = []
         events: list[Event] = []
+        backlog = False
         try:
             if parsed.channel is Channel.FIX:
-                fixes = list(decode(d.payload, FixBatch).fixes)
+                fix_batch = decode(d.payload, FixBatch)
+                fixes, backlog = list(fix_batch.fixes), fix_batch.backlog
             elif parsed.channel is Channel.EVENT:
-                events = list(decode(d.payload, EventBatch).events)
+                event_batch = decode(d.payload, EventBatch)
+                events, backlog = list(event_batch.events), event_batch.backlog
             elif parsed.channel is Channel.STATUS:
                 status = decode(d.payload, Status)
                 if status.device_id != parsed.device_id:
@@ -162,7 +172,7 @@ class Pipeline:
             # A payload claiming another device's identity: keep it, store none of it.
             self._reject_payload(d, parsed.device_id, "device_mismatch", work)
             return None
-        return parsed.device_id, fixes, events
+        return parsed.device_id, fixes, events, (LATE_FLAG,) if backlog else ()
 
     def _reject_payload(self, d: Delivery, device_id: str | None, reason: str, work: Work) -> None:
         _drop("decode", reason)
@@ -204,7 +214,15 @@ class Pipeline:
         return None
 
     # -- stage 4: plausibility (dedupe, stage 3, is per message in run) -------------------------
-    def _fix(self, d: Delivery, fix: Fix, terminal: Terminal, now: datetime, work: Work) -> None:
+    def _fix(
+        self,
+        d: Delivery,
+        fix: Fix,
+        terminal: Terminal,
+        now: datetime,
+        work: Work,
+        marks: tuple[str, ...] = (),
+    ) -> None:
         findings = assess(fix, now=now, limits=self._limits)
         rejecting = next((f for f in findings if f.strength is Strength.REJECT), None)
         if rejecting is not None:
@@ -215,5 +233,5 @@ class Pipeline:
                 )
             )
             return
-        flags = tuple(f.reason for f in findings)
+        flags = (*(f.reason for f in findings), *marks)
         work.fixes.append(FixRow(fix, terminal.tenant_id, terminal.vehicle_id, flags))

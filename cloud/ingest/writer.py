@@ -76,6 +76,7 @@ _EVENT_COLS = (
     "lat",
     "lon",
     "detail",
+    "flags",
 )
 _EVENT_TYPES = (
     "timestamptz",
@@ -88,6 +89,7 @@ _EVENT_TYPES = (
     "float8",
     "float8",
     "jsonb",
+    "text[]",
 )
 
 
@@ -229,7 +231,7 @@ class BatchWriter:
                         copy.write_row((
                             e.time, e.device_id, e.boot_id, e.seq, ev_row.tenant_id,
                             ev_row.vehicle_id, e.kind.value, e.lat, e.lon,
-                            msgspec.json.encode(e.detail).decode(),
+                            msgspec.json.encode(e.detail).decode(), list(ev_row.flags),
                         ))  # fmt: skip
                 cur.execute(self._insert_events)
                 stored_events = [(v, t, when) for v, t, when in cur.fetchall()]

@@ -81,12 +81,12 @@ def load_contexts(
         (ids,),
     ).fetchall()
     devices: dict[int, dict[str, Device]] = {v: {} for v in ids}
-    for vid, dev, kind, heartbeat in conn.execute(
-        "SELECT vehicle_id, id, kind, heartbeat_s FROM devices "
+    for vid, dev, kind, heartbeat, wakes in conn.execute(
+        "SELECT vehicle_id, id, kind, heartbeat_s, wakes_per_day FROM devices "
         "WHERE vehicle_id = ANY(%s) AND NOT revoked",
         (ids,),
     ).fetchall():
-        devices[vid][dev] = Device(dev, kind, heartbeat)
+        devices[vid][dev] = Device(dev, kind, heartbeat, 2.0 if wakes is None else wakes)
     policies: dict[int, RegionLookup] = {}
     for vid, policy_id, document in conn.execute(
         "SELECT DISTINCT ON (d.vehicle_id) d.vehicle_id, p.id, p.document FROM policies p "

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import psycopg
 
 from cloud.risk.engine import ENGINE_VERSION, Snapshot, VehicleState, decode_key, encode_key
-from cloud.risk.model import LATE_FLAG, DeviceKind, EventIn, FixIn
+from cloud.risk.model import DeviceKind, EventIn, FixIn
 
 Conn = psycopg.Connection[Any]
 
@@ -150,10 +150,6 @@ def prune_snapshots(conn: Conn, older_than: datetime) -> int:
     return cur.rowcount
 
 
-# A record that reached the cloud this long after its GNSS time was stored on the
-# device and uploaded later (blind area, link drop): a stored fact, so re-runs agree.
-LATE_AFTER = timedelta(minutes=2)
-
 _Detail = msgspec.json.Decoder(dict[str, str | int | float | bool | None])
 
 
@@ -169,29 +165,28 @@ def load_inputs(
     times = [starts[v] or floor for v in ids]
     fixes = conn.execute(
         "SELECT f.vehicle_id, f.time, f.device_id, f.seq, f.lat, f.lon, f.speed_mps, "
-        "f.course_deg, f.alt_m, f.mode, f.hdop, f.sats, f.ignition, f.ext_v, f.batt_v, f.flags, "
-        "f.received_at - f.time > %s "
+        "f.course_deg, f.alt_m, f.mode, f.hdop, f.sats, f.ignition, f.ext_v, f.batt_v, f.flags "
         "FROM fixes f JOIN unnest(%s::bigint[], %s::timestamptz[]) AS w(v, t) "
         "ON f.vehicle_id = w.v AND f.time >= w.t",
-        (LATE_AFTER, ids, times),
+        (ids, times),
     ).fetchall()
     for (v, t, dev, seq, lat, lon, spd, crs, alt, mode, hdop, sats, ign, ext, batt,
-         flags, late) in fixes:  # fmt: skip
-        marks = (*flags, LATE_FLAG) if late else tuple(flags)
+         flags) in fixes:  # fmt: skip
+        marks = tuple(flags)
         out[v].append(
             FixIn(t, dev, kinds.get(dev, "wired"), seq, lat, lon, spd, crs, alt,
                   "2d" if mode == 2 else "3d", hdop, sats, ign, ext, batt, marks)
         )  # fmt: skip
     events = conn.execute(
         "SELECT e.vehicle_id, e.time, e.device_id, e.seq, e.kind, e.lat, e.lon, e.detail::text, "
-        "e.received_at - e.time > %s "
+        "e.flags "
         "FROM device_events e JOIN unnest(%s::bigint[], %s::timestamptz[]) AS w(v, t) "
         "ON e.vehicle_id = w.v AND e.time >= w.t",
-        (LATE_AFTER, ids, times),
+        (ids, times),
     ).fetchall()
-    for v, t, dev, seq, kind, lat, lon, detail, late in events:
+    for v, t, dev, seq, kind, lat, lon, detail, flags in events:
         out[v].append(
             EventIn(t, dev, kinds.get(dev, "wired"), seq, kind, lat, lon, _Detail.decode(detail),
-                    (LATE_FLAG,) if late else ())
+                    tuple(flags))
         )  # fmt: skip
     return out
