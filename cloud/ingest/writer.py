@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from cloud.ingest.model import FixRow, Work
 from cloud.webhooks import derive_message_id, enqueue
@@ -91,6 +92,10 @@ _EVENT_TYPES = (
     "jsonb",
     "text[]",
 )
+
+
+def _json_text(value: object) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +236,7 @@ class BatchWriter:
                         copy.write_row((
                             e.time, e.device_id, e.boot_id, e.seq, ev_row.tenant_id,
                             ev_row.vehicle_id, e.kind.value, e.lat, e.lon,
-                            msgspec.json.encode(e.detail).decode(), list(ev_row.flags),
+                            Jsonb(e.detail, dumps=_json_text), list(ev_row.flags),
                         ))  # fmt: skip
                 cur.execute(self._insert_events)
                 stored_events = [(v, t, when) for v, t, when in cur.fetchall()]

@@ -62,7 +62,7 @@ def only_fast_rule() -> Iterator[None]:
 
 
 @pytest.fixture
-def db(fresh_db: str, only_fast_rule: None) -> Iterator[tuple[str, int]]:
+def db(fresh_db: str, only_fast_rule: None) -> tuple[str, int]:
     prepare_db(fresh_db, [DEVICE])
     with psycopg.connect(fresh_db) as conn:
         row = conn.execute(
@@ -71,7 +71,7 @@ def db(fresh_db: str, only_fast_rule: None) -> Iterator[tuple[str, int]]:
         ).fetchone()
         assert row is not None
         conn.execute("UPDATE devices SET vehicle_id = %s WHERE id = %s", (row[0], DEVICE))
-    yield fresh_db, row[0]
+    return fresh_db, row[0]
 
 
 def _store(dsn: str, vehicle: int, fixes: list[tuple[int, datetime, float]]) -> None:
@@ -122,7 +122,6 @@ def test_ingested_fixes_reach_the_rules_and_raise_one_alert(db: tuple[str, int])
     assert risk[0][0] > 0  # one open warn-level alert: a score above zero, with its band
 
 
-
 def test_late_data_re_runs_from_a_snapshot_and_gives_the_live_answer(db: tuple[str, int]) -> None:
     dsn, vehicle = db
     slow = [(i, T0 + timedelta(seconds=30 * i), 5.0) for i in range(0, 400)]  # 3h20 of driving
@@ -144,17 +143,17 @@ def test_a_round_that_dies_midway_leaves_its_work_for_the_next(db: tuple[str, in
     dsn, vehicle = db
     _store(dsn, vehicle, _fast_run(0, T0))
 
-    class Crash(Exception):
+    class CrashError(Exception):
         pass
 
     with psycopg.connect(dsn) as conn:
         worker = RiskWorker(conn)
 
         def explode(*_: object, **__: object) -> None:
-            raise Crash
+            raise CrashError
 
         worker._run_vehicle = explode  # type: ignore[method-assign]
-        with pytest.raises(Crash):
+        with pytest.raises(CrashError):
             worker.round()
     assert _alerts(dsn) == []
     assert _drain(dsn) == 6
@@ -172,3 +171,25 @@ def test_two_workers_never_run_one_vehicle_at_once(db: tuple[str, int]) -> None:
         row = other.execute("SELECT count(*) FROM risk_inbox").fetchone()
         assert row == (1,)
     assert _drain(dsn) == 6
+
+
+def test_event_details_are_stored_as_json_objects_and_read_back(db: tuple[str, int]) -> None:
+    from cloud.ingest.model import EventRow
+    from cloud.risk.model import EventIn
+    from cloud.risk.store import load_inputs
+    from protocols.messages import Event, EventKind
+
+    dsn, vehicle = db
+    event = Event(device_id=DEVICE, boot_id="b1", seq=1, time=T0, kind=EventKind.SESSION,
+                  detail={"ip": "198.51.100.7", "n": 2})  # fmt: skip
+    with psycopg.connect(dsn) as conn:
+        BatchWriter(conn).write(
+            Work(events=[EventRow(event, TENANT, vehicle, ("late",))]), received_at=T0
+        )
+        kind = conn.execute("SELECT jsonb_typeof(detail) FROM device_events").fetchone()
+        loaded = load_inputs(conn, {vehicle: None}, {DEVICE: "wired"})[vehicle]
+    assert kind == ("object",)
+    assert len(loaded) == 1
+    assert isinstance(loaded[0], EventIn)
+    assert dict(loaded[0].detail) == {"ip": "198.51.100.7", "n": 2}
+    assert loaded[0].flags == ("late",)
