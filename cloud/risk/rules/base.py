@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -34,12 +34,12 @@ class Rule(Generic[S, C]):
     description: str
 
 
-CATALOGUE: dict[str, Rule[msgspec.Struct, msgspec.Struct]] = {}
+CATALOGUE: dict[str, Rule[Any, Any]] = {}
 
 
 def register(rule: Rule[S, C]) -> Rule[S, C]:
     """Add a rule to :data:`CATALOGUE` (a name may be registered once)."""
     if rule.name in CATALOGUE:
         raise ValueError(f"rule {rule.name!r} registered twice")
-    CATALOGUE[rule.name] = rule  # type: ignore[assignment]
+    CATALOGUE[rule.name] = rule
     return rule
