@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge clean
+.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge detection-report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,12 @@ bench-ingest: setup
 
 bench-edge: setup
 	$(PY) -m bench.edge_footprint
+
+# A fresh labelled fleet from SEED through the real pipeline; writes docs/detection-report.md.
+SEED ?= 1
+VEHICLES ?= 40
+detection-report: setup
+	$(PY) -m bench.detection --seed $(SEED) --vehicles $(VEHICLES)
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info
