@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge detection-report clean
+.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge bench-rules detection-report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,9 @@ bench-ingest: setup
 
 bench-edge: setup
 	$(PY) -m bench.edge_footprint
+
+bench-rules: setup
+	$(PY) -m bench.rules
 
 # A fresh labelled fleet from SEED through the real pipeline; writes docs/detection-report.md.
 SEED ?= 1
