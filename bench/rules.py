@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         (f"catalogue ({len(CATALOGUE)} rules)", rules_s, f"{total / rules_s:,.0f}"),
         ("baseline (engine, no rules)", base_s, f"{total / base_s:,.0f}"),
     ]
-    for label, secs, inputs in rows:
-        print(f"| {label} | {secs:.2f} | {fixes / secs:,.0f} | {inputs} |")
+    for label, secs, per_s in rows:
+        print(f"| {label} | {secs:.2f} | {fixes / secs:,.0f} | {per_s} |")
     print(f"| lookups only (province + POIs) | {lookup_s:.2f} | {fixes / lookup_s:,.0f} | - |")
     print(f"rules_fixes_per_s={rate:.0f} baseline_fixes_per_s={fixes / base_s:.0f} "
           f"ratio={base_s / rules_s:.3f} target=50000 fixes={fixes} inputs={total}")  # fmt: skip
