@@ -11,9 +11,9 @@ def verify_token(config_path: Path) -> int:
     from edge.config import load_config
     from protocols.configfile import ConfigError
     from protocols.errors import TokenError
-    from protocols.tokens import (
+    from protocols.token_verify import (
         Keyring,
-        load_public_key,
+        load_public_key_pem,
         verify_policy,
         verify_terminal_token,
     )
@@ -25,7 +25,7 @@ def verify_token(config_path: Path) -> int:
             print(f"{exc.source}: {problem}")
         return 2
     try:
-        keyring = Keyring(load_public_key(p.read_bytes()) for p in cfg.trust.platform_keys)
+        keyring = Keyring(load_public_key_pem(p.read_bytes()) for p in cfg.trust.platform_keys)
         token = cfg.trust.token_file.read_text(encoding="ascii").strip()
         policy = cfg.trust.policy_file.read_text(encoding="ascii").strip()
     except (OSError, ValueError, TypeError) as exc:

@@ -53,7 +53,7 @@ REASONS: Final = (
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GateConfig:
     """Thresholds. The first four carry the names of ``edge.config.GateSettings``,
-    so ``GateConfig(**config.gate.model_dump())`` passes them through; the
+    so ``GateConfig(**msgspec.structs.asdict(config.gate))`` passes them through; the
     others are not settings yet."""
 
     max_hdop: float = 5.0
@@ -80,7 +80,7 @@ def _no_counts() -> Mapping[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class GateState:
-    """Start with ``GateState(GateConfig(**config.gate.model_dump()))``."""
+    """Start with ``GateState(GateConfig(**msgspec.structs.asdict(config.gate)))``."""
 
     config: GateConfig = field(default_factory=GateConfig)
     last: GnssFix | None = None  # the last accepted fix

@@ -1,7 +1,9 @@
 """The configuration file convention shared by every VGR program (pure: no I/O).
 
 A program's settings are one TOML document validated by that program's typed
-model. Environment variables override single keys: ``VGR_<KIND>__A__B=value``
+model: pydantic in the cloud, msgspec Structs on the tracker
+(:mod:`protocols.structconfig`, light enough for the agent). Environment
+variables override single keys: ``VGR_<KIND>__A__B=value``
 sets ``[a] b = value`` (the double underscore separates levels). Values are
 parsed as TOML scalars when they look like one (``42``, ``true``, ``"x"``,
 ``[1, 2]``), otherwise taken as plain strings.
@@ -88,6 +90,19 @@ def format_validation_errors(errors: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+class SettingsError(ValueError):
+    """Raised by a program's validator: one ``key.path: problem`` line per problem.
+
+    For models that are not pydantic (the edge's msgspec Structs, see
+    :mod:`protocols.structconfig`); :func:`validate_document` turns it into a
+    :class:`ConfigError` like a pydantic ``ValidationError``.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class ConfigError(ValueError):
     """A configuration is unusable; ``problems`` holds one ``key: message`` line each."""
 
@@ -107,8 +122,9 @@ def validate_document(
 ) -> _T:
     """Parse TOML, apply ``VGR_<KIND>__`` overrides and run the program's model on it.
 
-    ``validate`` is the model's ``model_validate``; its pydantic ValidationError
-    (a ValueError with ``errors()``) becomes a ConfigError listing every bad key.
+    ``validate`` is a pydantic model's ``model_validate`` (its ValidationError, a
+    ValueError with ``errors()``, becomes a ConfigError listing every bad key)
+    or any function raising :class:`SettingsError` (the edge's msgspec model).
     """
     try:
         doc, _ = apply_env_overrides(parse_toml(text, source=source), environ, kind)
@@ -116,6 +132,8 @@ def validate_document(
         raise ConfigError(source, [str(exc)]) from None
     try:
         return validate(doc)
+    except SettingsError as exc:
+        raise ConfigError(source, exc.problems) from None
     except ValueError as exc:
         errors = getattr(exc, "errors", None)
         if not callable(errors):

@@ -42,6 +42,7 @@ from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.validation import explain_validity
 
 from protocols.errors import RegionError
+from protocols.geojson_rings import PolygonRings, polygon_groups
 
 Polygonal: TypeAlias = Polygon | MultiPolygon
 
@@ -130,54 +131,9 @@ def _merge_notes(notes: Sequence[RepairNote]) -> RepairNote | None:
 # ---------------------------------------------------------------- GeoJSON geometry
 
 
-def _malformed(where: str, what: str) -> RegionError:
-    return RegionError("malformed_geometry", f"{where}: {what}")
-
-
-def _ring(raw: object, where: str) -> list[tuple[float, float]]:
-    if not isinstance(raw, list | tuple) or len(raw) < 4:
-        raise _malformed(where, "a linear ring needs a list of at least 4 positions")
-    points: list[tuple[float, float]] = []
-    for i, pos in enumerate(raw):
-        if not isinstance(pos, list | tuple) or not 2 <= len(pos) <= 3:
-            raise _malformed(f"{where}[{i}]", "a position is [lon, lat] or [lon, lat, alt]")
-        lon, lat = pos[0], pos[1]
-        if type(lon) not in (int, float) or type(lat) not in (int, float):
-            raise _malformed(f"{where}[{i}]", "coordinates must be numbers")
-        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):  # also rejects NaN
-            raise RegionError(
-                "coordinate_out_of_range", f"{where}[{i}]: ({lon}, {lat}) is not lon/lat"
-            )
-        points.append((float(lon), float(lat)))
-    if points[0] != points[-1]:
-        raise _malformed(where, "linear ring is not closed")
-    return points
-
-
-def _polygon(coords: object, where: str) -> Polygon | None:
-    if not isinstance(coords, list | tuple):
-        raise _malformed(where, "Polygon coordinates must be a list of rings")
-    if not coords:
-        return None
-    rings = [_ring(r, f"{where}[{i}]") for i, r in enumerate(coords)]
-    return Polygon(rings[0], rings[1:])
-
-
-def _polygons(geometry: object, where: str) -> list[Any]:
-    """The non-empty polygons of a Polygon or MultiPolygon object."""
-    if not isinstance(geometry, Mapping):
-        raise _malformed(where, "a geometry must be an object")
-    gtype = geometry.get("type")
-    coords = geometry.get("coordinates")
-    if gtype == "Polygon":
-        poly = _polygon(coords, f"{where}.coordinates")
-        return [] if poly is None else [poly]
-    if gtype == "MultiPolygon":
-        if not isinstance(coords, list | tuple):
-            raise _malformed(where, "MultiPolygon coordinates must be a list of polygons")
-        found = (_polygon(c, f"{where}.coordinates[{i}]") for i, c in enumerate(coords))
-        return [p for p in found if p is not None]
-    raise RegionError("not_polygonal", f"{where}: type {gtype!r} is not Polygon or MultiPolygon")
+def _shapely_polygons(group: list[PolygonRings]) -> Polygonal:
+    polys = [Polygon(rings[0], rings[1:]) for rings in group]
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
 def shape_from_geojson(geometry: Mapping[str, Any]) -> tuple[Polygonal, RepairNote | None]:
@@ -189,16 +145,8 @@ def shape_from_geojson(geometry: Mapping[str, Any]) -> tuple[Polygonal, RepairNo
     ``coordinate_out_of_range``, ``empty_geometry`` (no polygons, also when
     repair leaves nothing polygonal).
     """
-    if not isinstance(geometry, Mapping):
-        raise _malformed("geometry", "a geometry must be an object")
-    if geometry.get("type") == "GeometryCollection":
-        raw = geometry.get("geometries")
-        if not isinstance(raw, list | tuple):
-            raise _malformed("geometry", "GeometryCollection needs a list of geometries")
-        groups = [_polygons(m, f"geometry.geometries[{i}]") for i, m in enumerate(raw)]
-    else:
-        groups = [_polygons(geometry, "geometry")]
-    repaired = [_repair(g[0] if len(g) == 1 else MultiPolygon(g)) for g in groups if g]
+    groups = polygon_groups(geometry)
+    repaired = [_repair(_shapely_polygons(g)) for g in groups if g]
     if not repaired:
         raise RegionError("empty_geometry", "geometry has no polygons")
     shapes = [shape for shape, _ in repaired]

@@ -2,7 +2,9 @@
 
 The edge agent (offline, on the tracker) and the cloud run exactly this code
 on the same signed :class:`~protocols.policy.Policy`, so they raise the same
-violations. Usage::
+violations. It is pure Python (no shapely, pyproj or numpy, so it fits the
+tracker): compiling and placing are :mod:`protocols.policy_eval`, re-exported
+here. Usage::
 
     compiled = compile_policy(policy)          # at policy load; RegionError if unusable
     state = RegionState()
@@ -36,202 +38,31 @@ signal whose ``detail["reason"]`` says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 
-import shapely
 from msgspec import Struct
-from shapely.errors import ShapelyError
 
-from protocols.errors import RegionError
-from protocols.geometry import MetricArea, Polygonal, RepairNote, circle, shape_from_geojson
 from protocols.messages import DetailValue, EventKind, Fix
-from protocols.policy import Area, Circle, Hysteresis, Policy
+from protocols.policy_eval import (
+    CompiledPolicy,
+    Placement,
+    compile_policy,
+    distance_to_allowed_m,
+    locate,
+)
 
-_TREE_FROM = 16  # below this many shapes a bounding-box scan beats an STRtree query
-
-
-class ShapeIndex:
-    """Which of a set of named polygonal shapes contain a point (the boundary counts).
-
-    Shapes are prepared once; with many shapes candidates come from an STRtree.
-    """
-
-    __slots__ = ("_boxes", "_geoms", "_ids", "_tree")
-
-    def __init__(self, ids: Sequence[str], geoms: Sequence[Polygonal]) -> None:
-        if len(ids) != len(geoms):
-            raise ValueError("one id per geometry")
-        self._ids = tuple(ids)
-        self._geoms = tuple(geoms)
-        for geom in self._geoms:
-            shapely.prepare(geom)
-        self._boxes = tuple(tuple(g.bounds) for g in self._geoms)
-        self._tree = shapely.STRtree(list(self._geoms)) if len(self._geoms) >= _TREE_FROM else None
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self._ids
-
-    def _candidates(self, lon: float, lat: float) -> Iterable[int]:
-        if self._tree is None:
-            return (
-                i
-                for i, (x0, y0, x1, y1) in enumerate(self._boxes)
-                if x0 <= lon <= x1 and y0 <= lat <= y1
-            )
-        found: list[int] = self._tree.query(shapely.Point(lon, lat)).tolist()
-        return sorted(found)
-
-    def hits(self, lon: float, lat: float) -> tuple[str, ...]:
-        """Ids of the shapes containing the point, in index order."""
-        return tuple(
-            self._ids[i]
-            for i in self._candidates(lon, lat)
-            if shapely.intersects_xy(self._geoms[i], lon, lat)
-        )
-
-    def contains(self, lon: float, lat: float) -> bool:
-        """Whether any shape contains the point."""
-        return any(
-            shapely.intersects_xy(self._geoms[i], lon, lat) for i in self._candidates(lon, lat)
-        )
-
-
-# ---------------------------------------------------------------- compile
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CompiledPolicy:
-    """A policy's areas as prepared geometry, margins applied. Build with compile_policy."""
-
-    policy_id: str
-    version: int
-    hysteresis: Hysteresis
-    allowed: ShapeIndex  # as given
-    exit_zone: ShapeIndex  # allowed areas grown by exit_margin_m
-    return_zone: ShapeIndex  # allowed areas grown by return_margin_m
-    forbidden: ShapeIndex  # forbidden zones grown by forbidden_margin_m
-    allowed_metric: tuple[MetricArea, ...]  # for distances in signal details
-    repairs: tuple[tuple[str, RepairNote], ...]  # (area id, note) for repaired shapes
-
-    @property
-    def has_allowed(self) -> bool:
-        return len(self.allowed) > 0
-
-
-@dataclass(frozen=True, slots=True)
-class _AreaShapes:
-    base: Polygonal  # the area as given
-    grown: tuple[Polygonal, ...]  # one per requested margin
-    repair: RepairNote | None
-    metric: MetricArea | None  # the metric frame, when asked for or needed to grow
-
-
-def _area_shapes(
-    area: Area, kind: str, margins: Sequence[float], *, metric: bool = False
-) -> _AreaShapes:
-    """The area's geometry and its grown versions; RegionError naming the area id."""
-    try:
-        if isinstance(area.shape, Circle):  # grow circles exactly, by growing the radius
-            c = area.shape
-            base, note = circle(c.lon, c.lat, c.radius_m), None
-            grown = [circle(c.lon, c.lat, c.radius_m + m) if m > 0 else base for m in margins]
-            frame = MetricArea.of(base) if metric else None
-        else:
-            base, note = shape_from_geojson(area.shape.geometry)
-            frame = MetricArea.of(base) if metric or max(margins) > 0 else None
-            grown = [frame.grown(m) if frame is not None and m > 0 else base for m in margins]
-    except RegionError as exc:
-        raise RegionError(exc.reason, f"{kind} area {area.id!r}: {exc}", field=area.id) from None
-    except ShapelyError as exc:
-        raise RegionError(
-            "unusable_area", f"{kind} area {area.id!r}: {exc}", field=area.id
-        ) from None
-    return _AreaShapes(base, tuple(grown), note, frame)
-
-
-def _check_unique(areas: Sequence[Area], kind: str) -> None:
-    seen: set[str] = set()
-    for area in areas:
-        if area.id in seen:
-            raise RegionError("duplicate_area_id", f"{kind} area id repeated", field=area.id)
-        seen.add(area.id)
-
-
-def compile_policy(policy: Policy) -> CompiledPolicy:
-    """Prepare a policy's geometry (once per policy version).
-
-    Raises RegionError with ``field`` = the area id: the shape's own reason
-    (``not_polygonal``, ``malformed_geometry``...), ``duplicate_area_id`` or
-    ``unusable_area``. Repaired shapes are listed in ``repairs``.
-    """
-    hyst = policy.hysteresis
-    _check_unique(policy.allowed, "allowed")
-    _check_unique(policy.forbidden, "forbidden")
-    allowed = [
-        _area_shapes(a, "allowed", (hyst.exit_margin_m, hyst.return_margin_m), metric=True)
-        for a in policy.allowed
-    ]
-    forbidden = [_area_shapes(a, "forbidden", (hyst.forbidden_margin_m,)) for a in policy.forbidden]
-    allowed_ids = [a.id for a in policy.allowed]
-    areas = [*policy.allowed, *policy.forbidden]
-    return CompiledPolicy(
-        policy_id=policy.policy_id,
-        version=policy.version,
-        hysteresis=hyst,
-        allowed=ShapeIndex(allowed_ids, [s.base for s in allowed]),
-        exit_zone=ShapeIndex(allowed_ids, [s.grown[0] for s in allowed]),
-        return_zone=ShapeIndex(allowed_ids, [s.grown[1] for s in allowed]),
-        forbidden=ShapeIndex([a.id for a in policy.forbidden], [s.grown[0] for s in forbidden]),
-        allowed_metric=tuple(s.metric for s in allowed if s.metric is not None),
-        repairs=tuple(
-            (a.id, s.repair)
-            for a, s in zip(areas, [*allowed, *forbidden], strict=True)
-            if s.repair is not None
-        ),
-    )
-
-
-# ---------------------------------------------------------------- locate
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a point stands relative to a compiled policy."""
-
-    inside_allowed: bool | None  # None: the policy has no allowed areas (no region limit)
-    beyond_exit_margin: bool  # outside every allowed area grown by exit_margin_m
-    inside_return_margin: bool  # inside an allowed area grown by return_margin_m
-    forbidden_ids: frozenset[str]  # zones (grown by forbidden_margin_m) holding the point
-    allowed_ids: frozenset[str]  # allowed areas (as given) holding the point
-
-
-def locate(compiled: CompiledPolicy, lon: float, lat: float) -> Placement:
-    """Place one point (WGS-84 degrees); a few prepared point-in-polygon tests."""
-    forbidden = frozenset(compiled.forbidden.hits(lon, lat)) if compiled.forbidden else frozenset()
-    if not compiled.has_allowed:
-        return Placement(None, False, False, forbidden, frozenset())
-    inside = compiled.allowed.hits(lon, lat)
-    if inside:
-        return Placement(True, False, True, forbidden, frozenset(inside))
-    return Placement(
-        inside_allowed=False,
-        beyond_exit_margin=not compiled.exit_zone.contains(lon, lat),
-        inside_return_margin=compiled.return_zone.contains(lon, lat),
-        forbidden_ids=forbidden,
-        allowed_ids=frozenset(),
-    )
-
-
-def distance_to_allowed_m(compiled: CompiledPolicy, lon: float, lat: float) -> float | None:
-    """Metres to the nearest allowed area (0 inside), None without allowed areas."""
-    return min((m.distance_m(lon, lat) for m in compiled.allowed_metric), default=None)
-
+__all__ = [
+    "CompiledPolicy",
+    "Placement",
+    "RegionSignal",
+    "RegionState",
+    "ZoneCount",
+    "compile_policy",
+    "distance_to_allowed_m",
+    "locate",
+    "step",
+]
 
 # ---------------------------------------------------------------- hysteresis
 
@@ -309,7 +140,7 @@ def _step_exit(
         run = state.return_run + 1
         if run < n:
             return 0, True, run, []
-        ids = compiled.return_zone.hits(fix.lon, fix.lat)
+        ids = compiled.allowed.within(fix.lon, fix.lat, compiled.hysteresis.return_margin_m)
         return 0, False, 0, [_signal(compiled, fix, EventKind.REGION_RETURN, ids, fixes=run)]
     if where.inside_allowed:
         return 0, False, 0, []

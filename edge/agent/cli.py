@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from protocols.configfile import ConfigError
     from protocols.secrets import SecretError, resolve_secret
-    from protocols.tokens import Keyring
+    from protocols.token_verify import Keyring
 
     try:
         cfg = load_config(args.config)

@@ -51,7 +51,7 @@ from protocols.messages import (
 )
 from protocols.regions import RegionState
 from protocols.regions import step as region_step
-from protocols.tokens import Keyring, verify_command
+from protocols.token_verify import Keyring, verify_command
 from protocols.topics import Channel
 
 log = logging.getLogger(__name__)

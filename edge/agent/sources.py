@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import serial_asyncio
-
 log = logging.getLogger(__name__)
 
 SourceKind = Literal["serial", "pty", "tcp", "file", "stdin"]
@@ -55,6 +53,8 @@ async def _open(spec: SourceSpec) -> tuple[asyncio.StreamReader, asyncio.StreamW
         if not spec.path:
             msg = f"{spec.kind} source needs a path"
             raise ValueError(msg)
+        import serial_asyncio  # only trackers reading a serial port or pty pay for pyserial
+
         reader, writer = await serial_asyncio.open_serial_connection(
             url=spec.path, baudrate=spec.baudrate
         )

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from protocols.errors import RegionError, TokenError
 from protocols.regions import CompiledPolicy, compile_policy
-from protocols.tokens import (
+from protocols.token_verify import (
     Keyring,
     TerminalClaims,
-    load_public_key,
+    load_public_key_pem,
     verify_policy,
     verify_terminal_token,
 )
@@ -43,7 +43,7 @@ def load_keyring(paths: list[Path]) -> Keyring:
     keys = []
     for path in paths:
         try:
-            keys.append(load_public_key(path.read_bytes()))
+            keys.append(load_public_key_pem(path.read_bytes()))
         except (ValueError, TypeError) as exc:
             msg = f"{path}: not an Ed25519 public key ({exc})"
             raise ValueError(msg) from None

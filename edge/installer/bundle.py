@@ -4,9 +4,8 @@ The approach (see ``docs``-worthy notes in the report of this tool):
 
 - the agent's own code (``edge`` and ``protocols``, pure Python) is one
   zipapp, ``vgr-agent.pyz``, whose ``__main__`` is :mod:`edge.installer.entry`;
-- its third-party dependencies cannot live in a zipapp (msgspec,
-  pydantic-core, cryptography, shapely, pyproj and numpy are compiled
-  extensions), so the bundle carries them as wheels in ``wheels/``, fetched by
+- its third-party dependencies cannot all live in a zipapp (msgspec is a
+  compiled extension), so the bundle carries them as wheels in ``wheels/``, fetched by
   ``pip download --only-binary=:all:`` for the tracker's Python and platform
   (``--platform``, ``--python-version``; offline from a wheelhouse with
   ``--find-links``). ``install.sh prepare`` installs them, offline, into
@@ -42,16 +41,13 @@ TOP: Final = "vgr-bundle"
 ZIPAPP_NAME: Final = "vgr-agent.pyz"
 PACKAGES: Final = ("edge", "protocols")
 #: What the agent imports beyond the standard library (pinned to this environment's versions).
+#: Not pydantic, cryptography, PyJWT, shapely or pyproj: the tracker's config, JWT checks and
+#: region checks are pure Python (docs/edge-agent.md, "Footprint").
 AGENT_DISTRIBUTIONS: Final = (
     "aiomqtt",
     "paho-mqtt",
     "pynmea2",
     "msgspec",
-    "pydantic",
-    "cryptography",
-    "PyJWT",
-    "shapely",
-    "pyproj",
     "pyserial-asyncio",
 )
 ZIPAPP_MAIN = '''"""The VGR edge agent, as built by `vgr edge bundle`."""
@@ -148,12 +144,14 @@ def config_tree(config: Path, tree: Tree, err: TextIO) -> dict[str, Any]:
     from datetime import datetime as _dt
 
     from edge.agent.trust import evaluate, load_keyring
-    from edge.config import load_config, parse_config
+    from edge.config import parse_config
     from edge.installer.render import HEADER, to_toml
-    from protocols.configfile import ConfigError
+    from protocols.configfile import ConfigError, parse_toml
 
+    given = _read(config, "--config").decode("utf-8", "replace")
     try:
-        cfg = load_config(config, environ={})  # this machine's overrides stay here
+        cfg = parse_config(given, environ={}, source=str(config))  # our overrides stay here
+        doc = parse_toml(given, source=str(config))  # the keys the file sets, as it sets them
     except ConfigError as exc:
         raise BundleError("\n".join(f"{exc.source}: {p}" for p in exc.problems)) from None
     try:
@@ -172,7 +170,6 @@ def config_tree(config: Path, tree: Tree, err: TextIO) -> dict[str, Any]:
     if not trust.authorized:
         msg = f"the token and policy in {config} do not verify ({trust.reason}): re-provision"
         raise BundleError(msg)
-    doc = cfg.model_dump(mode="json", exclude_unset=True)
     keys = []
     for i, path in enumerate(cfg.trust.platform_keys):
         name = "platform.pub" if len(cfg.trust.platform_keys) == 1 else f"platform-{i + 1}.pub"

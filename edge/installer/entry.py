@@ -21,11 +21,6 @@ DEPENDENCIES: Final = (
     ("paho.mqtt", "paho-mqtt / python3-paho-mqtt"),
     ("pynmea2", "pynmea2 / python3-nmea2"),
     ("msgspec", "msgspec / python3-msgspec"),
-    ("pydantic", "pydantic / python3-pydantic"),
-    ("cryptography", "cryptography / python3-cryptography"),
-    ("jwt", "PyJWT / python3-jwt"),
-    ("shapely", "shapely / python3-shapely"),
-    ("pyproj", "pyproj / python3-pyproj"),
     ("serial_asyncio", "pyserial-asyncio / python3-serial-asyncio"),
 )
 

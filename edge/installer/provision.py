@@ -126,23 +126,23 @@ def read_areas(path: Path) -> dict[str, Any]:
 def verify_credentials(order: Order, creds: Credentials, *, now: datetime) -> str:
     """The tenant the token names; raises RefusedError unless everything checks out."""
     from edge.agent.trust import evaluate
-    from protocols.tokens import Keyring, key_id, load_public_key, public_key_to_pem
+    from protocols.token_verify import Keyring, key_id, load_public_key_pem
 
     if creds.device_id != order.imei:
         msg = f"credentials are for device {creds.device_id}, not {order.imei}"
         raise RefusedError(msg)
     try:
-        public = load_public_key(creds.platform_public_key_pem.encode())
+        public = load_public_key_pem(creds.platform_public_key_pem.encode())
     except (ValueError, TypeError) as exc:
         raise RefusedError(f"the platform key is not an Ed25519 public key ({exc})") from None
     if creds.platform_key_id is not None and key_id(public) != creds.platform_key_id:
         raise RefusedError("the platform key does not match its key id: damaged answer")
     if order.expect_platform_key is not None:
         try:
-            expected = load_public_key(order.expect_platform_key)
+            expected = load_public_key_pem(order.expect_platform_key)
         except (ValueError, TypeError) as exc:
             raise RefusedError(f"--expect-platform-key: not an Ed25519 key ({exc})") from None
-        if public_key_to_pem(expected) != public_key_to_pem(public):
+        if expected != public:
             msg = "the cloud signed with a platform key other than --expect-platform-key"
             raise RefusedError(msg)
     trust = evaluate(Keyring([public]), creds.token, creds.policy, device_id=order.imei, now=now)

@@ -55,9 +55,11 @@ def log(name: str) -> list[GnssFix]:
 
 
 def test_config_mirrors_gate_settings() -> None:
+    import msgspec
+
     from edge.config import GateSettings
 
-    cfg = GateConfig(**GateSettings().model_dump())
+    cfg = GateConfig(**msgspec.structs.asdict(GateSettings()))
     assert cfg == GateConfig()
     assert (cfg.max_hdop, cfg.min_sats, cfg.max_jump_kmh, cfg.max_future_s) == (
         5.0,

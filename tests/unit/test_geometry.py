@@ -29,7 +29,7 @@ from protocols.geometry import (
     load_feature_collection,
     shape_from_geojson,
 )
-from protocols.regions import ShapeIndex
+from protocols.shape_index import ShapeIndex
 
 REGIONS = Path(__file__).parents[2].parent / "shared" / "data" / "regions"
 

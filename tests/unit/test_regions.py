@@ -19,6 +19,7 @@ from protocols.errors import RegionError
 from protocols.geometry import GEOD, load_feature_collection
 from protocols.messages import EventKind, Fix
 from protocols.policy import Area, Circle, GeoJsonShape, Hysteresis, Policy
+from protocols.policy_repair import repair_policy
 from protocols.regions import (
     CompiledPolicy,
     RegionSignal,
@@ -190,19 +191,41 @@ def test_compile_rejects_broken_shapes_naming_the_area(
         assert (err.value.reason, err.value.field) == (reason, "bad-zone")
 
 
-def test_compile_rejects_duplicate_ids_and_reports_repairs() -> None:
+def test_compile_rejects_duplicate_ids_and_reads_bowties_as_lobes() -> None:
     with pytest.raises(RegionError) as err:
         compile_policy(policy([geo_area("a", square(0, 0, 1, 1))] * 2))
     assert (err.value.reason, err.value.field) == ("duplicate_area_id", "a")
     bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}
     compiled = compile_policy(
-        policy(
-            [geo_area("ok", square(0, 0, 1, 1)), geo_area("bow", bowtie)],
-            [geo_area("zone-ok", square(0, 0, 1, 1)), geo_area("zone-bow", bowtie)],
-        )
+        policy([geo_area("bow", bowtie)], hysteresis=Hysteresis(exit_margin_m=0))
     )
-    assert [area_id for area_id, _ in compiled.repairs] == ["bow", "zone-bow"]
-    assert compiled.repairs[0][1].problem.startswith("Self-intersection")
+    # Both lobes count (as GEOS MakeValid repairs it); the pinched-off top and bottom do not.
+    assert locate(compiled, 0.5, 1.0).allowed_ids == {"bow"}
+    assert locate(compiled, 1.5, 1.0).allowed_ids == {"bow"}
+    assert locate(compiled, 1.0, 1.5).inside_allowed is False
+    assert locate(compiled, 1.0, 0.5).inside_allowed is False
+
+
+def test_repair_policy_signs_valid_shapes_and_reports_repairs() -> None:
+    bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}
+    draft = policy(
+        [geo_area("ok", square(0, 0, 1, 1)), geo_area("bow", bowtie)],
+        [geo_area("zone-ok", square(0, 0, 1, 1)), geo_area("zone-bow", bowtie)],
+    )
+    repaired = repair_policy(draft)
+    assert [area_id for area_id, _ in repaired.repairs] == ["bow", "zone-bow"]
+    assert repaired.repairs[0][1].problem.startswith("Self-intersection")
+    assert repaired.policy.allowed[0] is draft.allowed[0]  # valid shapes are kept as given
+    fixed = repaired.policy.allowed[1].shape
+    assert isinstance(fixed, GeoJsonShape)
+    assert shapely.geometry.shape(fixed.geometry).is_valid
+    assert repair_policy(repaired.policy).repairs == ()
+    again = compile_policy(repaired.policy)
+    for lon, lat in ((0.5, 1.0), (1.5, 1.0), (1.0, 1.5), (1.0, 0.5)):
+        assert locate(again, lon, lat) == locate(compile_policy(draft), lon, lat)
+    with pytest.raises(RegionError) as err:
+        repair_policy(policy(forbidden=[geo_area("line", {"type": "LineString"})]))
+    assert (err.value.reason, err.value.field) == ("not_polygonal", "line")
 
 
 def test_compile_rejects_unusable_circle() -> None:
