@@ -34,6 +34,7 @@ from cloud.registry import issue, model, schema, store
 from cloud.registry.broker_auth import BrokerFiles, BrokerSyncError, sync_broker
 from protocols.errors import RegionError
 from protocols.policy import Area, Policy
+from protocols.policy_repair import repair_policy
 from protocols.regions import compile_policy
 from protocols.tokens import key_id, public_key_to_pem
 
@@ -205,7 +206,7 @@ async def _check_areas(
         forbidden=req.forbidden or [],
     )
     try:
-        await asyncio.to_thread(compile_policy, draft)
+        await asyncio.to_thread(lambda: compile_policy(repair_policy(draft).policy))
     except RegionError as exc:
         where = _area_path(exc, req.allowed or [], req.forbidden or [])
         raise ApiError(422, "invalid_area", str(exc), field=where) from None

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud.mosquitto_hash import hash_password
 from cloud.registry import model, store
 from protocols.policy import Policy
+from protocols.policy_repair import repair_policy
 from protocols.tokens import (
     MAX_POLICY_CHARS,
     TerminalClaims,
@@ -77,6 +78,8 @@ async def issue(
             allowed=allowed,
             forbidden=forbidden,
         )
+        # Repaired with shapely before signing, so edge and cloud evaluate valid shapes.
+        policy = repair_policy(policy).policy
         jws = sign_policy(signer.private_key, policy)
         if len(jws) > MAX_POLICY_CHARS:
             raise model.ConflictError(
