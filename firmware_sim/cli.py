@@ -70,7 +70,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=load)
 
-    from firmware_sim import fleet_cli, sim_cli
+    from firmware_sim import fleet_cli, replay_cli, sim_cli
 
     sim_cli.register(cmds)
     fleet_cli.register(cmds)
+    replay_cli.register(cmds)

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 
-from protocols.messages import SCHEMA_VERSION, CommitAck, Fix, FixBatch, decode, encode
+from firmware_sim.mqtt_device import AckBook, device_client, listen_acks
+from protocols.messages import SCHEMA_VERSION, Fix, FixBatch, encode
 from protocols.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ class _SimDevice:
         self.start = start
         self.rng = random.Random(plan.seed * 100_003 + index)
         self.walker = _Walker(self.rng)
-        self.acked_seqs: set[int] = set()
-        self.acked_event = asyncio.Event()
+        self.acks = AckBook()
+        self.acked_seqs = self.acks.seqs(report.boot_id)
         self.seq = 0
         self.pending: list[Fix] = []
         self.pace = 1.0 / plan.rate_per_device if plan.rate_per_device else 0.0
@@ -162,17 +163,6 @@ class _SimDevice:
             t += step
         self.report.sent += n
 
-    async def listen(self, client: aiomqtt.Client) -> None:
-        async for msg in client.messages:
-            try:
-                ack = decode(bytes(msg.payload), CommitAck)
-            except ValueError:
-                continue
-            for r in ack.ranges:
-                if r.boot_id == self.report.boot_id:
-                    self.acked_seqs.update(range(r.first, r.last + 1))
-            self.acked_event.set()
-
     async def wait_acked(
         self, want: set[int], deadline: float, listener: asyncio.Task[None]
     ) -> bool:
@@ -181,10 +171,10 @@ class _SimDevice:
             if left <= 0 or listener.done():
                 break
             try:
-                await asyncio.wait_for(self.acked_event.wait(), timeout=left)
+                await asyncio.wait_for(self.acks.changed.wait(), timeout=left)
             except TimeoutError:
                 break
-            self.acked_event.clear()
+            self.acks.changed.clear()
         if listener.done():
             listener.result()  # re-raise the broker error
         return want <= self.acked_seqs
@@ -193,7 +183,7 @@ class _SimDevice:
         dev = self.report.device_id
         await client.subscribe(device_topic(dev, Channel.ACK), qos=1)
         fix_topic = device_topic(dev, Channel.FIX)
-        listener = asyncio.create_task(self.listen(client), name=f"acks-{dev}")
+        listener = asyncio.create_task(listen_acks(client, self.acks), name=f"acks-{dev}")
         try:
             while not stop.is_set() and self.unfinished:
                 first_try = not self.pending
@@ -201,7 +191,7 @@ class _SimDevice:
                     await self.fill()
                 else:
                     self.report.resends += 1
-                self.acked_event.clear()
+                self.acks.changed.clear()
                 sent_at = time.monotonic()
                 payload = encode(FixBatch(v=SCHEMA_VERSION, fixes=self.pending))
                 await client.publish(fix_topic, payload, qos=1)
@@ -219,15 +209,12 @@ class _SimDevice:
         backoff = 0.5
         while not stop.is_set() and self.unfinished:
             try:
-                async with aiomqtt.Client(
+                async with device_client(
                     plan.host,
                     plan.port,
                     identifier=f"load-{dev}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    clean_start=False,
                     username=dev if plan.username_is_device else None,
                     password=plan.passwords.get(dev),
-                    keepalive=30,
                 ) as client:
                     backoff = 0.5
                     await self.session(client, stop)

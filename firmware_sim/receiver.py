@@ -25,6 +25,14 @@ Behaviour, from DOMAIN.md ("Tracker behaviour"):
   (``jump_rate`` per urban epoch);
 - ``corrupt_rate``: that share of lines is damaged on purpose (wrong checksum,
   truncated, or garbage bytes inserted), counted by kind in ``stats.corrupted``.
+
+The epoch's state is :attr:`Receiver.last_solution` (an :class:`nmea.Solution`);
+``ReceiverConfig(nmea=False)`` advances the model without rendering sentences
+(the protocol-level tracker firmware of :mod:`firmware_sim.reporter` reads the
+solution directly). Epochs are normally one second apart; a longer gap (that
+firmware skips quiet parked periods) advances the noise processes by the
+elapsed seconds in one step, so one call per second gives exactly the 1 Hz
+behaviour.
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ class ReceiverConfig:
     jump_rate: float = 1 / 3600
     hot_within: timedelta = timedelta(hours=2)
     warm_within: timedelta = timedelta(days=30)
+    nmea: bool = True  # False: advance the model and set last_solution, render nothing
 
 
 @dataclass(slots=True)
@@ -149,11 +158,11 @@ class Receiver:
         self._sky: list[_Sat] = []
         self._sky_at: datetime | None = None
         self._env: Environment | None = None
-        self._hold = 0  # epochs left before the sky quality is redrawn
+        self._hold = 0.0  # epochs (seconds) left before the sky quality is redrawn
         self._n_used = 0
         self._hdop = 1.0
         self._err = (0.0, 0.0, 0.0)  # east, north, up metres (correlated noise)
-        self._wander: tuple[float, tuple[float, float], int] | None = None  # R, target, hold
+        self._wander: tuple[float, tuple[float, float], float] | None = None  # R, target, hold
         self._jump: tuple[int, float, float] = (0, 0.0, 0.0)  # epochs left, east, north
 
     # ------------------------------------------------------------ power
@@ -198,15 +207,10 @@ class Receiver:
     # ------------------------------------------------------------ epoch
 
     def epoch(self, truth: TrueState) -> list[bytes]:
-        """One second of output for ``truth``; nothing when powered off."""
-        if not self._powered:
+        """One second of output for ``truth``; nothing when powered off (or ``nmea=False``)."""
+        solution = self.advance(truth)
+        if solution is None or not self.config.nmea:
             return []
-        dt = 0.0 if self._last_t is None else (truth.time - self._last_t).total_seconds()
-        self._last_t = truth.time
-        self._acquire(truth, max(0.0, dt))
-        self.stats.epochs += 1
-        solution = self._solution(truth)
-        self.last_solution = solution
         lines = self._sentences(solution)
         self.stats.lines += len(lines)
         if self.config.corrupt_rate > 0.0:
@@ -215,6 +219,18 @@ class Receiver:
                 for x in lines
             ]
         return lines
+
+    def advance(self, truth: TrueState) -> nmea.Solution | None:
+        """Step the model to ``truth.time`` and return the epoch's solution (None: powered off)."""
+        if not self._powered:
+            return None
+        dt = 0.0 if self._last_t is None else (truth.time - self._last_t).total_seconds()
+        self._last_t = truth.time
+        self._acquire(truth, max(0.0, dt))
+        self.stats.epochs += 1
+        solution = self._solution(truth, max(1.0, dt))
+        self.last_solution = solution
+        return solution
 
     def _acquire(self, truth: TrueState, dt: float) -> None:
         if self._fixed and not truth.sky:
@@ -237,7 +253,7 @@ class Receiver:
             self.stats.gave_up += 1
             self._begin_search(self._kind)
 
-    def _update_sky(self, truth: TrueState) -> None:
+    def _update_sky(self, truth: TrueState, n: float) -> None:
         stale = self._sky_at is None or truth.time - self._sky_at > timedelta(minutes=30)
         if stale:
             self._sky_at = truth.time
@@ -251,12 +267,12 @@ class Receiver:
             self._n_used = round(self.rng.gauss(mean, sd))
             lo, hi = HDOP_RANGE.get(env, (2.0, 5.0))
             self._hdop = self.rng.uniform(lo, hi)
-        self._hold -= 1
-        if self.rng.random() < 0.05:
+        self._hold -= n
+        if self.rng.random() < (0.05 if n <= 1.0 else 1.0 - 0.95**n):
             self._n_used += self.rng.choice((-1, 1))
         self._n_used = max(4, min(self._n_used, len(self._usable())))
         lo, hi = HDOP_RANGE.get(env, (2.0, 5.0))
-        self._hdop = min(hi, max(lo, self._hdop + self.rng.gauss(0.0, 0.03)))
+        self._hdop = min(hi, max(lo, self._hdop + self.rng.gauss(0.0, 0.03 * math.sqrt(n))))
 
     def _draw_sky(self) -> list[_Sat]:
         sats: list[_Sat] = []
@@ -276,15 +292,16 @@ class Receiver:
         system = "GP" if talker == "GP" else "BD"
         return [s for s in self._sky if s.system == system]
 
-    def _solution(self, truth: TrueState) -> nmea.Solution:
-        self._update_sky(truth)
+    def _solution(self, truth: TrueState, n: float = 1.0) -> nmea.Solution:
+        """The epoch's solution; ``n``: seconds of noise evolution since the last epoch."""
+        self._update_sky(truth, n)
         time = truth.time.astimezone(UTC) if self._time_known else None
         if not self._fixed:
             self._wander = None
             tracked = 0 if not truth.antenna_ok else self.rng.randint(0, 3)
             return nmea.Solution(time=time, lat=None, lon=None, sats_used=tracked)
         self.stats.fixed_epochs += 1
-        east, north, up = self._error(truth)
+        east, north, up = self._error(truth, n)
         lat = truth.lat + north / M_PER_DEG_LAT
         lon = truth.lon + east / (M_PER_DEG_LAT * math.cos(math.radians(truth.lat)))
         if truth.speed_mps >= PARKED_MPS:
@@ -308,20 +325,22 @@ class Receiver:
             vdop=math.sqrt(pdop * pdop - self._hdop * self._hdop),
         )
 
-    def _error(self, truth: TrueState) -> tuple[float, float, float]:
+    def _error(self, truth: TrueState, n: float) -> tuple[float, float, float]:
         rng = self.rng
         east, north, up = self._err
-        rho = 0.95
+        rho = 0.95**n  # AR(1) per second; 0.95 at 1 Hz
         sd = self._hdop * math.sqrt(1 - rho * rho)
         up = rho * up + rng.gauss(0.0, 1.5 * sd)
         if truth.speed_mps < PARKED_MPS:
-            east, north = self._wander_step(east, north)
+            east, north = self._wander_step(east, north, n)
         else:
             self._wander = None
             east = rho * east + rng.gauss(0.0, sd)
             north = rho * north + rng.gauss(0.0, sd)
         self._err = (east, north, up)
         left, j_east, j_north = self._jump
+        if n > 1.0:  # the jump's epochs that passed since the last call
+            left = max(0, left - int(n - 1.0))
         urban = truth.environment is Environment.URBAN
         if left == 0 and urban and rng.random() < self.config.jump_rate:
             size, bearing = rng.uniform(50.0, 300.0), rng.uniform(0.0, 2 * math.pi)
@@ -333,7 +352,7 @@ class Receiver:
             return east + j_east, north + j_north, up
         return east, north, up
 
-    def _wander_step(self, east: float, north: float) -> tuple[float, float]:
+    def _wander_step(self, east: float, north: float, n: float) -> tuple[float, float]:
         rng = self.rng
         if self._wander is None:
             self._wander = (rng.uniform(5.0, 15.0), (east, north), 0)
@@ -341,10 +360,10 @@ class Receiver:
         if hold <= 0:
             r, b = rng.uniform(0.6 * radius, radius), rng.uniform(0.0, 2 * math.pi)
             target, hold = (r * math.sin(b), r * math.cos(b)), rng.randint(30, 120)
-        self._wander = (radius, target, hold - 1)
+        self._wander = (radius, target, hold - n)
         de, dn = target[0] - east, target[1] - north
         dist = math.hypot(de, dn)
-        step = min(dist, rng.uniform(0.05, 0.3))
+        step = min(dist, rng.uniform(0.05, 0.3) * n)
         if dist > 0:
             east, north = east + de / dist * step, north + dn / dist * step
         # A position already outside the disc (noise from driving) is pulled back in.

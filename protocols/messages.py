@@ -86,6 +86,7 @@ class EventKind(StrEnum):
     OUTBOX_EVICTED = "outbox_evicted"
     UNAUTHORIZED = "unauthorized"
     HEARTBEAT = "heartbeat"
+    SESSION = "session"  # a new link session; detail {"ip": public address}
 
 
 DetailValue = str | int | float | bool | None
