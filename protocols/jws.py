@@ -51,7 +51,7 @@ def b64url_decode(segment: str, name: str) -> bytes:
 def _json_object(data: bytes, name: str) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise TokenError("malformed", f"{name} is not JSON") from None
     if not isinstance(value, dict):
         raise TokenError("malformed", f"{name} is not a JSON object")

@@ -577,7 +577,11 @@ def test_cli(
         code, out, _ = vgr("case", "chase", "1", "--duration", "30m", "--by", "bob")
         assert (code, out) == (0, f"case 1: chasing\n  sent to {ids.v3}: Success\n")
         claims = verify_command(
-            KEYRING, device.next_command(), device_id=ids.v3, now=NOW, seen_nonces=set()
+            KEYRING,
+            device.next_command(),
+            device_id=ids.v3,
+            now=datetime.now(UTC),
+            seen_nonces=set(),  # the CLI signs with the wall clock, not the test's NOW
         )
         assert claims.args == {"on": True, "duration_s": 1800}
         code, _, err = vgr("case", "finish", "1", "--outcome", "recovered", "--by", "bob")
@@ -603,7 +607,11 @@ def test_cli(
         code, out, _ = vgr("case", "finish", "1", "--outcome", "recovered", "--by", "bob")
         assert (code, out) == (0, f"case 1: recovered (recovered)\n  sent to {ids.v3}: Success\n")
         off = verify_command(
-            KEYRING, device.next_command(), device_id=ids.v3, now=NOW, seen_nonces=set()
+            KEYRING,
+            device.next_command(),
+            device_id=ids.v3,
+            now=datetime.now(UTC),
+            seen_nonces=set(),  # the CLI signs with the wall clock, not the test's NOW
         )
         assert off.args == {"on": False}
         assert vgr("case", "close", "1", "--by", "carol")[:2] == (0, "case 1: closed (recovered)\n")
