@@ -52,14 +52,18 @@ def check_config(path: Path) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` just that program's commands (``vgr edge run`` on a
+    tracker must not pay for importing the cloud's command modules)."""
     parser = argparse.ArgumentParser(
         prog="vgr", description="VGR vehicle-GPS risk control: edge agent, cloud, simulator."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    registrations: dict[str, Register] = _loaded("vgr.commands")
-    for name in sorted(registrations):
-        registrations[name](sub)
+    eps = {ep.name: ep for ep in entry_points(group="vgr.commands")}
+    names = [only] if only in eps else sorted(eps)
+    for name in names:
+        register: Register = eps[name].load()
+        register(sub)
     chk = sub.add_parser("check-config", help="validate a config file (edge or cloud)")
     chk.add_argument("file", type=Path)
     chk.set_defaults(func=lambda args: check_config(args.file))
@@ -67,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    first = args_in[0] if args_in else None
+    parser = build_parser(first if first not in (None, "-h", "--help", "check-config") else None)
+    args = parser.parse_args(args_in)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
