@@ -106,7 +106,7 @@ class RiskSettings(_Section):
     snapshot_days: float = Field(default=7.0, gt=0)  # how late data may be and still re-run
     suppress_s: float = Field(default=3600.0, ge=0)  # same rule, same vehicle after resolve
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=9102, ge=0, lt=65536)  # 0: no /metrics endpoint
+    metrics_port: int = Field(default=9103, ge=0, lt=65536)  # 0: no /metrics endpoint
 
 
 class CloudConfig(_Section):

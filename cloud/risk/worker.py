@@ -121,11 +121,8 @@ class RiskWorker:
         snap = store.snapshot_before(self.conn, vehicle, since)
         if snap is not None:
             return snap, snap.pos_time, True
-        oldest = self.conn.execute(
-            "SELECT 1 FROM rule_snapshots WHERE vehicle_id = %s LIMIT 1", (vehicle,)
-        ).fetchone()
-        if oldest is None:  # young vehicle: re-run it whole
-            return VehicleState(), None, True
+        if state.pos_time is None or since >= state.pos_time - self.options.snapshot_horizon:
+            return VehicleState(), None, True  # younger than the horizon: re-run it whole
         log.warning(
             "vehicle %s: data at %s is older than its snapshots; run afresh", vehicle, since
         )
