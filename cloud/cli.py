@@ -17,6 +17,7 @@ GROUPS = (
     "cloud.refdata.cli",
     "cloud.webhooks.cli",
     "cloud.risk.cli",
+    "cloud.api.cli",
     "cloud.risk.anomaly.cli",
     "cloud.recovery.cli",
 )

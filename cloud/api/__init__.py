@@ -1,0 +1,1 @@
+"""The HTTP API for people and the lending core (aiohttp)."""

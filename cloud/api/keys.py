@@ -1,0 +1,66 @@
+"""API keys of integration users (the lending core): created once, stored as a hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+KEY_BYTES = 32
+MAX_PRESENTED_CHARS = 256
+
+Conn = psycopg.Connection[Any]
+
+
+class ApiKeyError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: int
+    tenant_id: str
+    username: str
+    role: str
+
+
+def key_hash(key: str) -> str:
+    """Hex SHA-256: keys are 256-bit random, so a fast hash is enough (no password)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_integration_key(conn: Conn, tenant_id: str, username: str) -> str:
+    """A new integration user with its key (printed once); refuses an existing name."""
+    key = "vgr_" + secrets.token_urlsafe(KEY_BYTES)
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone() is None:
+            raise ApiKeyError("tenant_not_found", f"no tenant {tenant_id!r}")
+        taken = conn.execute(
+            "SELECT 1 FROM users WHERE tenant_id = %s AND username = %s", (tenant_id, username)
+        ).fetchone()
+        if taken is not None:
+            raise ApiKeyError("user_exists", f"{tenant_id}/{username} exists; pick another name")
+        conn.execute(
+            "INSERT INTO users (tenant_id, username, role, api_key_hash) "
+            "VALUES (%s, %s, 'integration', %s)",
+            (tenant_id, username, key_hash(key)),
+        )
+    return key
+
+
+async def caller_by_key(conn: psycopg.AsyncConnection[Any], key: str) -> Caller | None:
+    """The enabled integration user holding ``key``, or None."""
+    if not key or len(key) > MAX_PRESENTED_CHARS:
+        return None
+    cur = await conn.execute(
+        "SELECT id, tenant_id, username, role FROM users WHERE api_key_hash = %s "
+        "AND role = 'integration' AND NOT disabled",
+        (key_hash(key),),
+    )
+    row = await cur.fetchone()
+    return None if row is None else Caller(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
