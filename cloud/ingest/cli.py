@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from types import FrameType
 
@@ -17,22 +16,16 @@ log = logging.getLogger("vgr.ingest")
 def run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from cloud.config import load_config
+    from cloud.cli_common import load_or_report, setup_logging
     from cloud.ingest.consumer import BrokerSettings, IngestConsumer
     from cloud.ingest.service import IngestWorker
     from cloud.metrics import REGISTRY
     from cloud.secrets_io import dsn_with_password, secret
-    from protocols.configfile import ConfigError
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(cfg)
     ing = cfg.ingest
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     consumer = IngestConsumer(

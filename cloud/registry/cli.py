@@ -8,20 +8,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloud.cli_common import config_arg, load_or_report
+
 if TYPE_CHECKING:
-    from cloud.config import CloudConfig
+    pass
 
 
-def _config(path: Path) -> CloudConfig | None:
-    from cloud.config import load_config
-    from protocols.configfile import ConfigError
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return None
+_config = load_or_report
 
 
 def _with_db(path: Path, action: Callable[[Any], Awaitable[int]]) -> int:
@@ -128,28 +121,24 @@ def serve(path: Path, host: str | None, port: int | None) -> int:
     return 0
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="cloud config file (TOML)")
-
-
 def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg = cmds.add_parser("registry", help="device registry: provisioning API, broker files")
     reg_cmds = reg.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
     p = reg_cmds.add_parser("serve", help="run the provisioning API for installers")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--host", default=None, help="listen address (default registry.listen_host)")
     p.add_argument("--port", type=int, default=None, help="listen port (registry.listen_port)")
     p.set_defaults(func=lambda a: serve(a.config, a.host, a.port))
     p = reg_cmds.add_parser(
         "sync-broker", help="rewrite Mosquitto's password and ACL files from the database"
     )
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=lambda a: sync_broker(a.config))
 
     tenant = cmds.add_parser("tenant", help="institutions (tenants)")
     tenant_cmds = tenant.add_subparsers(dest="tenant_command", metavar="COMMAND", required=True)
     p = tenant_cmds.add_parser("create", help="create a tenant")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--id", required=True, help="tenant id: a-z 0-9 _ -, up to 64")
     p.add_argument("--name", required=True, help="display name")
     p.set_defaults(func=lambda a: tenant_create(a.config, a.id, a.name))
@@ -157,7 +146,7 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     key = cmds.add_parser("installer-key", help="installer API keys")
     key_cmds = key.add_subparsers(dest="installer_key_command", metavar="COMMAND", required=True)
     p = key_cmds.add_parser("create", help="create an installer and print its key once")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument("--name", required=True, help="installer user name")
     p.add_argument("--replace", action="store_true", help="give an existing installer a new key")

@@ -6,7 +6,6 @@ import argparse
 import logging
 import random
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,22 +18,15 @@ def run(args: argparse.Namespace) -> int:
     import psycopg
     from prometheus_client import start_http_server
 
-    from cloud.config import load_config
+    from cloud.cli_common import database_dsn, load_or_report, setup_logging
     from cloud.metrics import REGISTRY
     from cloud.risk.services import build_worker
     from cloud.risk.worker import RoundStats, run_forever
-    from cloud.secrets_io import dsn_with_password, secret
-    from protocols.configfile import ConfigError
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(cfg)
     settings = cfg.risk
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
@@ -47,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    dsn = dsn_with_password(cfg.database.dsn, secret(cfg.database.password))
+    dsn = database_dsn(cfg)
     totals = RoundStats()
 
     def on_round(stats: RoundStats) -> None:

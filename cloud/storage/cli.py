@@ -16,20 +16,12 @@ if TYPE_CHECKING:
 
     from cloud.config import CloudConfig
 
+from cloud.cli_common import load_or_report
+
 log = logging.getLogger("vgr.storage")
 
 
-def _load(path: Path) -> CloudConfig | None:
-    """The config, or None after printing its problems."""
-    from cloud.config import load_config
-    from protocols.configfile import ConfigError
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return None
+_load = load_or_report
 
 
 def _password(cfg: CloudConfig) -> str | None:

@@ -6,31 +6,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cloud.config import CloudConfig
 
+from cloud.cli_common import config_arg, database_dsn, load_or_report
+
 log = logging.getLogger("vgr.webhooks")
 
 
-def _config(path: Path) -> CloudConfig | None:
-    from cloud.config import load_config
-    from protocols.configfile import ConfigError
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return None
-
-
-def _dsn(cfg: CloudConfig) -> str:
-    from cloud.secrets_io import dsn_with_password, secret
-
-    return dsn_with_password(cfg.database.dsn, secret(cfg.database.password))
+_config = load_or_report
+_dsn = database_dsn
 
 
 def _with_db(args: argparse.Namespace, action: Callable[[Any, CloudConfig], int]) -> int:
@@ -247,10 +234,6 @@ def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="cloud config file (TOML)")
-
-
 def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``webhooks`` and its subcommands to the ``vgr cloud`` command group."""
     from cloud.webhooks.admin import DELIVERY_STATES
@@ -260,7 +243,7 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = top.add_subparsers(dest="webhooks_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("add-endpoint", help="register a receiver URL; prints its secret once")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument("--url", required=True, help="http(s) URL the webhooks are POSTed to")
     p.add_argument(
@@ -270,7 +253,7 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=add_endpoint)
 
     p = sub.add_parser("rotate-secret", help="new primary secret; the old one signs a while longer")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("endpoint", help="endpoint id (ep_…)")
     p.add_argument(
         "--overlap-hours",
@@ -281,23 +264,23 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=rotate_secret)
 
     p = sub.add_parser("enable-endpoint", help="enable an endpoint again (e.g. after 410 Gone)")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("endpoint", help="endpoint id (ep_…)")
     p.set_defaults(func=lambda a: set_enabled(a, enabled=True))
 
     p = sub.add_parser("disable-endpoint", help="stop sending to an endpoint")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("endpoint", help="endpoint id (ep_…)")
     p.add_argument("--reason", default="", help="recorded with the endpoint")
     p.set_defaults(func=lambda a: set_enabled(a, enabled=False))
 
     p = sub.add_parser("list", help="list endpoints")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--tenant", default=None, help="only this tenant's")
     p.set_defaults(func=list_endpoints)
 
     p = sub.add_parser("deliveries", help="list deliveries, newest first")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--endpoint", default=None, help="endpoint id")
     p.add_argument("--state", choices=DELIVERY_STATES, default=None)
     p.add_argument("--message", default=None, help="message id (msg_…)")
@@ -306,12 +289,12 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=list_deliveries)
 
     p = sub.add_parser("attempts", help="the attempt log of one delivery")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("delivery", type=int, help="delivery id (first column of `deliveries`)")
     p.set_defaults(func=show_attempts)
 
     p = sub.add_parser("replay", help="send a message again, with the same webhook-id")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("message", help="message id (msg_…)")
     p.add_argument(
         "--endpoint",
@@ -321,7 +304,7 @@ def register(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=replay)
 
     p = sub.add_parser("dispatch", help="run a dispatcher (start several to share the work)")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--worker-id", default=None, help="name in leases and logs (host-pid)")
     p.add_argument(
         "--metrics-port", type=int, default=None, help="override webhooks.metrics_port (0: none)"
