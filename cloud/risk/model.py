@@ -193,3 +193,24 @@ class NoRegion:
 
     def forbidden_zone_at(self, lat: float, lon: float) -> str | None:
         return None
+
+
+class NoPlaces:
+    """Reference data not loaded: no regions, no POIs, no IP ranges."""
+
+    source = "none"
+
+    def province_of(self, lat: float, lon: float) -> str | None:
+        return None
+
+    def city_of(self, lat: float, lon: float) -> str | None:
+        return None
+
+    def pois_near(self, lat: float, lon: float, radius_m: float) -> Sequence[Poi]:
+        return ()
+
+    def ip_province(self, ip: str) -> str | None:
+        return None
+
+    def ip_is_foreign_or_hosting(self, ip: str) -> bool:
+        return False

@@ -14,32 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloud.risk.model import Poi
+from cloud.risk.model import NoPlaces
 from protocols.geometry import FeatureProblem, load_feature_collection
 from protocols.shape_index import ShapeIndex
 
 __all__ = ["NoPlaces", "ProvincePlaces"]
-
-
-class NoPlaces:
-    """No reference data: every point is in no province and near no POI."""
-
-    source = "none"
-
-    def province_of(self, lat: float, lon: float) -> str | None:
-        return None
-
-    def city_of(self, lat: float, lon: float) -> str | None:
-        return None
-
-    def pois_near(self, lat: float, lon: float, radius_m: float) -> Sequence[Poi]:
-        return ()
-
-    def ip_province(self, ip: str) -> str | None:
-        return None
-
-    def ip_is_foreign_or_hosting(self, ip: str) -> bool:
-        return False
 
 
 class ProvincePlaces(NoPlaces):
