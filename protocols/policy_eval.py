@@ -53,10 +53,49 @@ def _grown(box: Box, metres: float) -> Box:
     return box[0] - dlon, box[1] - dlat, box[2] + dlon, box[3] + dlat
 
 
+class BoxGrid:
+    """Which of many boxes may hold a point: a coarse grid over them, about one cell per box.
+
+    ``near`` lists the boxes overlapping the point's cell, in the order given
+    (a superset: the caller still tests each box or shape).
+    """
+
+    __slots__ = ("_cells", "_grid")
+
+    def __init__(self, boxes: Sequence[Box]) -> None:
+        x0 = min(b[0] for b in boxes)
+        y0 = min(b[1] for b in boxes)
+        side = max(1, math.isqrt(len(boxes)))
+        w = max((max(b[2] for b in boxes) - x0) / side, 1e-9)
+        h = max((max(b[3] for b in boxes) - y0) / side, 1e-9)
+        self._grid = (x0, y0, w, h, side)
+        cells: dict[tuple[int, int], list[int]] = {}
+        for n, b in enumerate(boxes):
+            for i in range(self._cell(b[0], x0, w, side), self._cell(b[2], x0, w, side) + 1):
+                for j in range(self._cell(b[1], y0, h, side), self._cell(b[3], y0, h, side) + 1):
+                    cells.setdefault((i, j), []).append(n)
+        self._cells = {key: tuple(found) for key, found in cells.items()}
+
+    @staticmethod
+    def _cell(v: float, origin: float, size: float, side: int) -> int:
+        return min(side - 1, max(0, int((v - origin) / size)))
+
+    def near(self, lon: float, lat: float) -> tuple[int, ...]:
+        x0, y0, w, h, side = self._grid
+        # _cell(lon…) and _cell(lat…) without min/max calls (per fix).
+        i, j = (lon - x0) / w, (lat - y0) / h
+        i = 0 if not i > 0.0 else side - 1 if i >= side else int(i)
+        j = 0 if not j > 0.0 else side - 1 if j >= side else int(j)
+        return self._cells.get((i, j), ())
+
+
+_GRID_FROM = 16  # below this many boxes a scan of them is as fast as an index
+
+
 class PolygonRegion:
     """The union of polygons, each read by the even-odd rule over its rings."""
 
-    __slots__ = ("bounds", "parts")
+    __slots__ = ("_grid", "_ordered", "bounds", "parts")
 
     def __init__(self, polygons: Sequence[PolygonRings]) -> None:
         self.parts = tuple(RingIndex(rings) for rings in polygons)
@@ -67,9 +106,21 @@ class PolygonRegion:
             max(b[2] for b in boxes),
             max(b[3] for b in boxes),
         )
+        # Largest boxes first (a province's mainland before its islands): the usual
+        # point is answered by the first part tried. Any order gives the same union.
+        self._ordered = tuple(sorted(self.parts, key=lambda p: -_box_area(p.bounds)))
+        self._grid = (
+            BoxGrid([p.bounds for p in self._ordered]) if len(self.parts) >= _GRID_FROM else None
+        )
 
     def contains(self, lon: float, lat: float) -> bool:
-        return any(p.contains(lon, lat) for p in self.parts)
+        ordered = self._ordered
+        if ordered[0].contains(lon, lat):  # the largest part first: most points stop here
+            return True
+        for n in range(1, len(ordered)) if self._grid is None else self._grid.near(lon, lat):
+            if n and ordered[n].contains(lon, lat):
+                return True
+        return False
 
     def distance_m(self, lon: float, lat: float, within: float | None = None) -> float:
         """0 inside; metres to the nearest edge; ``inf`` beyond ``within``."""
@@ -84,6 +135,10 @@ class PolygonRegion:
             ),
             default=math.inf,
         )
+
+
+def _box_area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def _overlap(a: Box, b: Box) -> bool:
@@ -122,53 +177,35 @@ Region = PolygonRegion | CircleRegion
 
 # ---------------------------------------------------------------- sets of areas
 
-_GRID_FROM = 16  # below this many areas a scan of their boxes is as fast as an index
-
 
 class AreaSet:
     """Named regions, found by box first (a coarse grid over the boxes when there are many)."""
 
-    __slots__ = ("_boxes", "_cells", "_grid", "ids", "reach_m", "regions")
+    __slots__ = ("_boxes", "_grid", "ids", "reach_m", "regions")
 
     def __init__(self, ids: Sequence[str], regions: Sequence[Region], *, reach_m: float) -> None:
         self.ids = tuple(ids)
         self.regions = tuple(regions)
         self.reach_m = reach_m  # margins asked of within() never exceed this
         self._boxes = tuple(_grown(r.bounds, reach_m) for r in self.regions)
-        self._grid: tuple[float, float, float, float, int] | None = None
-        self._cells: dict[tuple[int, int], list[int]] = {}
-        if len(self._boxes) >= _GRID_FROM:
-            self._index()
-
-    def _index(self) -> None:
-        x0 = min(b[0] for b in self._boxes)
-        y0 = min(b[1] for b in self._boxes)
-        side = max(1, math.isqrt(len(self._boxes)))
-        w = max((max(b[2] for b in self._boxes) - x0) / side, 1e-9)
-        h = max((max(b[3] for b in self._boxes) - y0) / side, 1e-9)
-        self._grid = (x0, y0, w, h, side)
-        for n, b in enumerate(self._boxes):
-            for i in range(self._cell(b[0], x0, w, side), self._cell(b[2], x0, w, side) + 1):
-                for j in range(self._cell(b[1], y0, h, side), self._cell(b[3], y0, h, side) + 1):
-                    self._cells.setdefault((i, j), []).append(n)
-
-    @staticmethod
-    def _cell(v: float, origin: float, size: float, side: int) -> int:
-        return min(side - 1, max(0, int((v - origin) / size)))
+        self._grid = BoxGrid(self._boxes) if len(self._boxes) >= _GRID_FROM else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def candidates(self, lon: float, lat: float) -> list[int]:
         """Indexes of the areas whose box (grown by ``reach_m``) holds the point."""
-        if self._grid is None:
-            found: Sequence[int] = range(len(self._boxes))
-        else:
-            x0, y0, w, h, side = self._grid
-            found = self._cells.get(
-                (self._cell(lon, x0, w, side), self._cell(lat, y0, h, side)), []
-            )
+        found = range(len(self._boxes)) if self._grid is None else self._grid.near(lon, lat)
         return [n for n in found if _holds(self._boxes[n], lon, lat)]
+
+    def holds(self, lon: float, lat: float) -> bool:
+        """Whether some area holds the point: ``bool(containing(...))``, stopping at the first."""
+        boxes, regions = self._boxes, self.regions
+        for n in range(len(boxes)) if self._grid is None else self._grid.near(lon, lat):
+            b = boxes[n]
+            if b[0] <= lon <= b[2] and b[1] <= lat <= b[3] and regions[n].contains(lon, lat):
+                return True
+        return False
 
     def containing(self, lon: float, lat: float) -> tuple[str, ...]:
         """Ids of the areas holding the point (the boundary counts), in policy order."""

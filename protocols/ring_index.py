@@ -26,7 +26,10 @@ crossing tests use the same half-open rules as the classic ray-casting test
 (an edge counts when one end is strictly above the line and the other not),
 so the corner windings and the walk agree exactly; the grid starts a fraction
 of a cell before the bounding box, and moves again if a corner would sit on
-an edge, where the walk would be ambiguous.
+an edge, where the walk would be ambiguous. A cell no edge touches has one
+answer everywhere (its corner's), so each cell is classified once when the
+grid is built, as inside, outside or boundary (one byte per cell): most points
+answer from that byte, and only a boundary cell's point walks its edges.
 
 Distances: candidate edges come from the cells within ``within`` metres
 (:func:`protocols.geodesy.degree_box`); each is measured in a plane tangent at
@@ -51,6 +54,7 @@ _MAX_SIDE = 1024  # grid cells per side, at most
 _NUDGES = ((0.0137, 0.0291), (0.0419, 0.0173), (0.0067, 0.0383), (0.0311, 0.0059), (0.0229, 0.047))
 _HAIR = 1e-9  # degrees of room past the bounding box's far side
 _ON_EDGE = 1e-9  # degrees: a corner closer than this to an edge would make the walk ambiguous
+_OUTSIDE, _INSIDE, _BOUNDARY = 0, 1, 2  # a cell's class: what every point in it is, or "walk"
 
 
 def _signed_area(ring: Sequence[tuple[float, float]]) -> float:
@@ -73,6 +77,7 @@ class RingIndex:
     """One polygon's rings (closed, lon/lat) with its grid; see the module doc."""
 
     __slots__ = (
+        "_class",
         "_edges",
         "_gx",
         "_gy",
@@ -115,6 +120,7 @@ class RingIndex:
             if not self._corner_on_edge():
                 break
         self._wind_ext, self._wind_hole = self._corner_winding(starts)
+        self._class = self._classify()
 
     # ------------------------------------------------------------ building
 
@@ -234,15 +240,44 @@ class RingIndex:
                 ext[j * nx + i], holes[j * nx + i] = w_ext, w_hole
         return ext, holes
 
+    def _classify(self) -> bytearray:
+        """Each cell's class: a cell without edges is what its lower-left corner is."""
+        start, ext, hole = self._start, self._wind_ext, self._wind_hole
+        return bytearray(
+            _BOUNDARY
+            if start[c] != start[c + 1]
+            else _INSIDE
+            if ext[c] != 0 and hole[c] == 0
+            else _OUTSIDE
+            for c in range(self._nx * self._ny)
+        )
+
     def contains(self, x: float, y: float) -> bool:
         """Inside the exterior and in no hole (module doc); a point on an edge may go either way."""
         x0, y0, x1, y1 = self.bounds
         if not (x0 <= x <= x1 and y0 <= y <= y1):
             return False
-        i, j = self._col(x), self._row(y)
-        c = j * self._nx + i
+        # _col(x) and _row(y), inlined without min/max calls: this is the per-fix path
+        # (x >= x0 > gx[0], so the products are not negative).
+        gx, gy, nx, ny = self._gx, self._gy, self._nx, self._ny
+        i = int((x - gx[0]) * self._inv_w)
+        i = i if i < nx else nx - 1
+        if i > 0 and x < gx[i]:
+            i -= 1
+        elif i < nx - 1 and x >= gx[i + 1]:
+            i += 1
+        j = int((y - gy[0]) * self._inv_h)
+        j = j if j < ny else ny - 1
+        if j > 0 and y < gy[j]:
+            j -= 1
+        elif j < ny - 1 and y >= gy[j + 1]:
+            j += 1
+        c = j * nx + i
+        kind = self._class[c]
+        if kind != _BOUNDARY:
+            return kind == _INSIDE
         w_ext, w_hole = self._wind_ext[c], self._wind_hole[c]
-        cx, cy = self._gx[i], self._gy[j]
+        cx, cy = gx[i], gy[j]
         xs, ys, edges, hole = self._xs, self._ys, self._edges, self._hole
         for k in range(self._start[c], self._start[c + 1]):
             e = edges[k]

@@ -9,6 +9,17 @@ points no finer region contains (a lender's district file covering one
 province, say). Build an index once and share it between tenants; POIs are per
 tenant (global ones plus the tenant's own).
 
+Fast paths, with the same answers (``tests/unit/refdata/test_lookup_fast.py``):
+
+- regions: the plane is cut into cells of 1/128 degree (~0.9 km), classified
+  the first time a point falls in one: no region touches it (the answer is
+  None), the finest level touching it has exactly one region and that region
+  covers the whole cell (its answer), or a border runs through it (ask the
+  trees). Most fixes then cost one dict lookup; the cells remembered are
+  capped (:data:`MAX_CELLS`, about 16 MB), the memory forgotten when full.
+- POIs: a dict of 0.01-degree cells (~1 km) over their centres, scanned over
+  the same box the tree was asked for, then the same great-circle test.
+
 All coordinates are WGS-84.
 """
 
@@ -33,6 +44,20 @@ from .regions import LEVELS, Level, RegionRecord
 __all__ = ["Location", "Places", "PoiIndex", "RegionIndex", "city_of_district"]
 
 _M_PER_DEG_LAT = 110_574.0  # the smallest length of a degree of latitude (at the equator)
+# Region cells per degree: a power of two, so ``lon * 128``, its floor and ``i / 128`` are
+# exact and a point always lies in the closed box of the cell it is filed under.
+_CELLS_PER_DEG = 128
+MAX_CELLS = 1 << 18  # region cells remembered at most (~62 bytes each)
+_POI_CELLS_PER_DEG = 100  # 0.01-degree POI cells
+
+
+class _Mark:
+    """A region cell that is not one answer: not classified yet, or crossed by a border."""
+
+    __slots__ = ()
+
+
+_UNSEEN, _BORDER = _Mark(), _Mark()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +99,17 @@ class _Tier:
     geoms: tuple[Polygonal, ...]  # prepared, in tree order
     answers: tuple[Location, ...]
 
+    def covering(self, cell: shapely.Geometry) -> Location | _Mark | None:
+        """The answer for every point of ``cell``: None if no region touches it, the region's
+        if exactly one touches and covers it, else the border mark."""
+        touching = [i for i in self.tree.query(cell).tolist() if self.geoms[i].intersects(cell)]
+        if not touching:
+            return None
+        if len(touching) == 1 and self.geoms[touching[0]].covers(cell):
+            found: Location = self.answers[touching[0]]
+            return found
+        return _BORDER
+
     def locate(self, point: shapely.Point) -> Location | None:
         # Candidates whose bounding box holds the point, then an exact test. The
         # geometry method takes shapely's scalar path on the prepared geometry
@@ -104,6 +140,7 @@ class RegionIndex:
             answers = tuple(self._answer(r, cities) for r in rows)
             tiers.append(_Tier(level, STRtree(geoms), geoms, answers))
         self._tiers = tuple(tiers)
+        self._cells: dict[int, Location | _Mark | None] = {}
         # The rules ask province_of, city_of… of the same fix in a row: remember the last answer.
         self._last: tuple[float, float, Location | None] = (math.nan, math.nan, None)
 
@@ -124,44 +161,99 @@ class RegionIndex:
         last_lat, last_lon, last = self._last
         if lat == last_lat and lon == last_lon:
             return last
-        point = shapely.Point(lon, lat)
-        found = None
-        for tier in self._tiers:
-            found = tier.locate(point)
-            if found is not None:
-                break
+        if not (-90.0 <= lat <= 90.0 and math.isfinite(lon)):  # no cell (nor NaN) for it
+            found = self.locate_exactly(lat, lon)
+        else:
+            # One int per cell: |row| <= 90 * 128 < 2**15.
+            key = math.floor(lon * _CELLS_PER_DEG) * 65536 + math.floor(lat * _CELLS_PER_DEG)
+            cell = self._cells.get(key, _UNSEEN)
+            if cell is _UNSEEN:
+                cell = self._classify(key)
+            found = self.locate_exactly(lat, lon) if isinstance(cell, _Mark) else cell
         self._last = (lat, lon, found)
         return found
 
+    def locate_exactly(self, lat: float, lon: float) -> Location | None:
+        """:meth:`locate` without its cells: the trees and an exact test, every time."""
+        point = shapely.Point(lon, lat)
+        for tier in self._tiers:
+            found = tier.locate(point)
+            if found is not None:
+                return found
+        return None
+
+    def _classify(self, key: int) -> Location | _Mark | None:
+        """The cell's answer (see the module doc), remembered."""
+        i, j = divmod(key + 32768, 65536)
+        j -= 32768
+        size = 1.0 / _CELLS_PER_DEG
+        cell = shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size)
+        answer: Location | _Mark | None = None
+        for tier in self._tiers:
+            answer = tier.covering(cell)
+            if answer is not None:
+                break
+        if len(self._cells) >= MAX_CELLS:
+            self._cells.clear()
+        self._cells[key] = answer
+        return answer
+
 
 class PoiIndex:
-    """Risk POIs by distance: an STRtree of their centres, filtered by great-circle distance."""
+    """Risk POIs by distance: their centres filed in 0.01-degree cells, filtered by great-circle
+    distance."""
 
     def __init__(self, pois: Iterable[Poi]) -> None:
         self.pois = tuple(pois)
         self._max_radius = max((p.radius_m for p in self.pois), default=0.0)
-        points = shapely.points([(p.lon, p.lat) for p in self.pois]) if self.pois else []
-        self._tree = STRtree(points)
+        cells: dict[tuple[int, int], list[int]] = {}
+        for n, p in enumerate(self.pois):
+            if math.isfinite(p.lat) and math.isfinite(p.lon):  # as the STRtree: others never near
+                cells.setdefault(_poi_cell(p.lat, p.lon), []).append(n)
+        self._cells = {key: tuple(found) for key, found in cells.items()}
+        self._filed = tuple(sorted(n for found in self._cells.values() for n in found))
 
     def __len__(self) -> int:
         return len(self.pois)
 
     def near(self, lat: float, lon: float, radius_m: float) -> list[Poi]:
-        """POIs whose area (centre + radius) is within ``radius_m`` of the point, nearest first."""
+        """POIs whose area (centre + radius) is within ``radius_m`` of the point, nearest first
+        (equal distances in the order given)."""
         if not self.pois:
             return []
-        reach = max(radius_m, 0.0) + self._max_radius
+        reach = (radius_m if radius_m > 0.0 else 0.0) + self._max_radius
         dlat = reach / _M_PER_DEG_LAT
-        dlon = dlat / max(math.cos(math.radians(min(abs(lat) + dlat, 89.0))), 1e-6)
-        box = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+        widest = abs(lat) + dlat
+        cos = math.cos(math.radians(widest if widest < 89.0 else 89.0))
+        dlon = dlat / (cos if cos > 1e-6 else 1e-6)
+        x0, y0, x1, y1 = lon - dlon, lat - dlat, lon + dlon, lat + dlat
+        k, floor = _POI_CELLS_PER_DEG, math.floor
+        try:
+            i0, j0, i1, j1 = floor(x0 * k), floor(y0 * k), floor(x1 * k), floor(y1 * k)
+            wide = (i1 - i0 + 1) * (j1 - j0 + 1) > len(self._cells)
+        except (ValueError, OverflowError):  # an infinite or NaN box
+            wide = True
+        if wide:  # scan them all, as fast as visiting that many cells
+            candidates: Iterable[int] = self._filed
+        else:
+            cells = self._cells
+            candidates = [n for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)
+                          for n in cells.get((i, j), ())]  # fmt: skip
         found = []
-        for i in self._tree.query(box).tolist():
-            poi = self.pois[i]
-            d = haversine_m(lat, lon, poi.lat, poi.lon)
-            if d <= poi.radius_m + radius_m:
-                found.append((d, poi))
-        found.sort(key=lambda pair: pair[0])
-        return [poi for _, poi in found]
+        pois = self.pois
+        for n in candidates:
+            poi = pois[n]
+            plat, plon = poi.lat, poi.lon
+            if x0 <= plon <= x1 and y0 <= plat <= y1:  # the box the STRtree was asked for
+                d = haversine_m(lat, lon, plat, plon)
+                if d <= poi.radius_m + radius_m:
+                    found.append((d, n))
+        found.sort()
+        return [pois[n] for _, n in found]
+
+
+def _poi_cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lon * _POI_CELLS_PER_DEG), math.floor(lat * _POI_CELLS_PER_DEG)
 
 
 class Places:

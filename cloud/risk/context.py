@@ -8,6 +8,7 @@ geometry the edge agent uses (``DESIGN.md`` contract 6), then cached.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import psycopg
 from cloud.risk.model import Device, NoRegion, PlaceLookup, Poi, RegionLookup, VehicleContext
 from protocols.errors import RegionError
 from protocols.policy import Policy
-from protocols.regions import CompiledPolicy, compile_policy, distance_to_allowed_m, locate
+from protocols.regions import CompiledPolicy, compile_policy, distance_to_allowed_m
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +26,46 @@ Conn = psycopg.Connection[Any]
 
 
 class PolicyRegion:
-    """A compiled signed policy seen through the rules' :class:`RegionLookup`."""
+    """A compiled signed policy seen through the rules' :class:`RegionLookup`.
+
+    The answers are :func:`protocols.regions.locate`'s (the edge agent's), but
+    each question evaluates only what it needs: whether the point is in an
+    allowed area (the metres past the border only when it is not), or the
+    forbidden zones near it. The last point's answer to each is kept, so the
+    rules asking about the same fix do not place it again.
+    """
+
+    __slots__ = ("_allowed", "_forbidden", "_last_outside", "_last_zone", "compiled")
 
     def __init__(self, compiled: CompiledPolicy) -> None:
         self.compiled = compiled
+        self._allowed = compiled.allowed if compiled.has_allowed else None
+        self._forbidden = compiled.forbidden if compiled.forbidden else None
+        self._last_outside: tuple[float, float, float] = (math.nan, math.nan, 0.0)
+        self._last_zone: tuple[float, float, str | None] = (math.nan, math.nan, None)
 
     def metres_outside_allowed(self, lat: float, lon: float) -> float:
-        placement = locate(self.compiled, lon, lat)
-        if placement.inside_allowed is not False:
-            return 0.0
-        return distance_to_allowed_m(self.compiled, lon, lat) or 0.0
+        last_lat, last_lon, metres = self._last_outside
+        if lat == last_lat and lon == last_lon:
+            return metres
+        allowed = self._allowed
+        if allowed is None or allowed.holds(lon, lat):
+            metres = 0.0
+        else:
+            metres = distance_to_allowed_m(self.compiled, lon, lat) or 0.0
+        self._last_outside = (lat, lon, metres)
+        return metres
 
     def forbidden_zone_at(self, lat: float, lon: float) -> str | None:
-        hits = locate(self.compiled, lon, lat).forbidden_ids
-        return min(hits) if hits else None
+        last_lat, last_lon, zone = self._last_zone
+        if lat == last_lat and lon == last_lon:
+            return zone
+        forbidden = self._forbidden
+        margin = self.compiled.hysteresis.forbidden_margin_m
+        hits = () if forbidden is None else forbidden.within(lon, lat, margin)
+        zone = min(hits) if hits else None
+        self._last_zone = (lat, lon, zone)
+        return zone
 
 
 class NoPlaces:

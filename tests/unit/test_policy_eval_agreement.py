@@ -22,7 +22,6 @@ Tolerances, and why:
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
@@ -34,9 +33,16 @@ import pytest
 import shapely
 from pyproj import Geod
 
+from cloud.risk.context import PolicyRegion
 from protocols.geometry import MetricArea, circle, shape_from_geojson
-from protocols.policy import Area, GeoJsonShape, Hysteresis, Policy
-from protocols.policy_eval import CircleRegion, PolygonRegion, compile_policy, locate
+from protocols.policy import Area, Circle, GeoJsonShape, Hysteresis, Policy
+from protocols.policy_eval import (
+    CircleRegion,
+    PolygonRegion,
+    compile_policy,
+    distance_to_allowed_m,
+    locate,
+)
 from protocols.policy_repair import repair_policy
 
 REGIONS = Path(__file__).parents[2].parent / "shared" / "data" / "regions"
@@ -204,14 +210,84 @@ def test_a_repaired_policy_reads_the_same() -> None:
             assert locate(raw, lon, lat) == locate(fixed, lon, lat), (area.id, lon, lat)
 
 
-def test_a_fix_costs_microseconds_on_the_largest_province() -> None:
-    geometry = features()["150000"]["geometry"]  # Inner Mongolia, 4,015 vertices
-    compiled = compile_policy(policy([Area(id="nm", shape=GeoJsonShape(geometry=geometry))]))
-    rng = random.Random(1)
-    x0, y0, x1, y1 = compiled.allowed.regions[0].bounds
-    points = [(rng.uniform(x0 - 1, x1 + 1), rng.uniform(y0 - 1, y1 + 1)) for _ in range(2_000)]
-    began = time.perf_counter()
-    for lon, lat in points:
-        locate(compiled, lon, lat)
-    per_point = (time.perf_counter() - began) / len(points)
-    assert per_point < 1e-3, f"{per_point * 1e6:.0f} µs per fix"
+# ---------------------------------------------------------------- shortcuts, same answers
+
+
+def test_many_parts_by_grid_and_largest_first_answer_as_every_part() -> None:
+    """Hainan (hundreds of reefs) and Zhejiang (islands): the part grid and the largest-first
+    order give ``any(part.contains)``."""
+    rng = random.Random(8)
+    for code in ("460000", "330000"):
+        geometry = features()[code]["geometry"]
+        region = pure_region(geometry)
+        assert len(region.parts) >= 16  # the grid path
+        for lon, lat in sample_points(shapely.geometry.shape(geometry), rng, 1_500):
+            expected = any(p.contains(lon, lat) for p in region.parts)
+            assert region.contains(lon, lat) is expected, (code, lon, lat)
+
+
+def edge_like_policy(rng: random.Random, zones: int) -> Policy:
+    """Shanghai, Jiangsu, Zhejiang allowed (as the edge benchmark); circles and a city forbidden."""
+    allowed = [
+        Area(id=code, shape=GeoJsonShape(geometry=features()[code]["geometry"]))
+        for code in ("310000", "320000", "330000")
+    ]
+    forbidden = [
+        Area(
+            id=f"c{k}",
+            shape=Circle(
+                lon=rng.uniform(118.5, 122),
+                lat=rng.uniform(29.5, 32.5),
+                radius_m=rng.uniform(200, 20_000),
+            ),
+        )
+        for k in range(zones)
+    ]
+    forbidden.append(Area(id="nj", shape=GeoJsonShape(geometry=features()["320100"]["geometry"])))
+    return Policy(
+        policy_id="p",
+        version=1,
+        tenant="t",
+        device_id="d",
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+        allowed=allowed,
+        forbidden=forbidden,
+        hysteresis=Hysteresis(forbidden_margin_m=500.0),
+    )
+
+
+@pytest.mark.parametrize("zones", [3, 30])  # under and over the area grid's threshold
+def test_policy_region_answers_as_locate(zones: int) -> None:
+    """The cloud's PolicyRegion (one question at a time, last point kept) against the answers
+    derived from :func:`locate`, as it computed them before: metres outside, forbidden zone."""
+    rng = random.Random(zones)
+    compiled = compile_policy(edge_like_policy(rng, zones))
+    region = PolicyRegion(compiled)
+    assert (compiled.forbidden._grid is not None) is (zones >= 16)
+    shape = shapely.union_all([shapely.geometry.shape(features()[c]["geometry"]) for c in
+                               ("310000", "320000", "330000", "320100")])  # fmt: skip
+    points = list(sample_points(shape, rng, 100))
+    points = points[:10] + points[100:]  # far outside, a point costs a scan of every edge
+    for disc in compiled.forbidden.regions:  # around each circle's rim and its 500 m margin
+        if isinstance(disc, CircleRegion):
+            for _ in range(6):
+                metres = disc.radius_m + rng.uniform(-1_000, 1_000)
+                x, y, _ = GEOD.fwd(disc.lon, disc.lat, rng.uniform(0, 360), max(metres, 0.0))
+                points.append((float(x), float(y)))
+    for lon, lat in points + points[::-7]:
+        where = locate(compiled, lon, lat)
+        outside = 0.0
+        if where.inside_allowed is False:
+            outside = distance_to_allowed_m(compiled, lon, lat) or 0.0
+        zone = min(where.forbidden_ids) if where.forbidden_ids else None
+        for _ in range(2):  # asked again: the kept answer
+            assert region.metres_outside_allowed(lat, lon) == outside, (lon, lat)
+            assert region.forbidden_zone_at(lat, lon) == zone, (lon, lat)
+        assert compiled.allowed.holds(lon, lat) is bool(compiled.allowed.containing(lon, lat))
+        assert compiled.forbidden.holds(lon, lat) is bool(compiled.forbidden.containing(lon, lat))
+
+
+def test_policy_region_without_areas() -> None:
+    empty = PolicyRegion(compile_policy(policy([])))
+    assert empty.metres_outside_allowed(31.0, 121.0) == 0.0
+    assert empty.forbidden_zone_at(31.0, 121.0) is None

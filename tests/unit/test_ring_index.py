@@ -5,13 +5,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from functools import cache
+from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
 from protocols.geodesy import LocalScale, degree_box, distance_m
+from protocols.geojson_rings import PolygonRings, polygon_groups
 from protocols.ring_index import RingIndex
 
 GEOD = Geod(ellps="WGS84")
@@ -149,3 +153,62 @@ def test_degree_box_holds_every_point_within_reach() -> None:
     scale = LocalScale.at(45.0)
     assert scale.per_deg_lat == pytest.approx(111_132, rel=1e-4)
     assert scale.per_deg_lon == pytest.approx(78_847, rel=1e-4)
+
+
+# ---------------------------------------------------------------- cell classes, real shapes
+
+REGIONS = Path(__file__).parents[2].parent / "shared" / "data" / "regions"
+
+
+@cache
+def province_polygons() -> dict[str, list[PolygonRings]]:
+    doc = msgspec.json.decode((REGIONS / "cn_provinces.geojson").read_bytes())
+    return {
+        f["properties"]["adcode"]: [p for group in polygon_groups(f["geometry"]) for p in group]
+        for f in doc["features"]
+    }
+
+
+def near_the_border(rings: list[Ring], rng: random.Random, n: int) -> list[tuple[float, float]]:
+    """Points 1 m to 5 km off random vertices, and on the way between neighbouring vertices."""
+    vertices = [v for ring in rings for v in ring]
+    out = []
+    for _ in range(n):
+        k = rng.randrange(len(vertices) - 1)
+        (ax, ay), (bx, by) = vertices[k], vertices[k + 1]
+        t, off = rng.random(), 10 ** rng.uniform(-5, -1.3)
+        out.append((ax + t * (bx - ax) + rng.uniform(-off, off), ay + t * (by - ay)))
+    return out
+
+
+@pytest.mark.parametrize("code", ["330000", "150000", "640000", "130000"])
+def test_cell_classes_answer_as_the_full_ray_cast_on_real_borders(code: str) -> None:
+    """Zhejiang's islands, Inner Mongolia, Ningxia (invalid ring), Hebei (a hole: Beijing)."""
+    rng = random.Random(code)
+    fast = slow = 0
+    for rings in province_polygons()[code]:
+        index = RingIndex(rings)
+        x0, y0, x1, y1 = index.bounds
+        points = [(rng.uniform(x0, x1), rng.uniform(y0, y1)) for _ in range(300)]
+        points += near_the_border(rings, rng, 300)
+        for x, y in points:
+            if on_an_edge(rings, x, y):
+                continue
+            assert index.contains(x, y) is reference(rings, x, y), (code, x, y)
+            inside_box = x0 <= x <= x1 and y0 <= y <= y1
+            if inside_box and index._class[index._row(y) * index._nx + index._col(x)] != 2:
+                fast += 1
+            else:
+                slow += 1
+    assert fast > 0  # both paths taken: a cell's class byte, and the walk in a border cell
+    assert slow > 0
+
+
+def test_most_points_of_a_large_province_answer_from_a_class_byte() -> None:
+    (rings,) = province_polygons()["150000"]  # Inner Mongolia: one polygon, 4,015 vertices
+    index = RingIndex(rings)
+    classes = [index._class.count(k) for k in (0, 1, 2)]
+    assert sum(classes) == index._nx * index._ny
+    assert classes[2] < sum(classes) / 5  # 395 of 4,032 cells have edges
+    assert classes[1] > 0
+    assert classes[0] > 0
