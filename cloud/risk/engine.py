@@ -102,8 +102,10 @@ class RunResult:
     errors: list[tuple[str, str]]  # (rule, error) for rules that raised; the run goes on
 
 
-# A rule as the loop calls it: name, step, initial state, config.
-_Planned = tuple[str, Callable[..., tuple[Any, Sequence[Signal]]], Callable[[], Any], Any]
+# A rule as the loop calls it: name, step, initial state, config, event kinds it reads.
+_Planned = tuple[
+    str, Callable[..., tuple[Any, Sequence[Signal]]], Callable[[], Any], Any, frozenset[str] | None
+]
 
 
 def _missing_config(name: str) -> Callable[..., tuple[Any, Sequence[Signal]]]:
@@ -119,9 +121,9 @@ def _plan(rules: Sequence[AnyRule], configs: RuleConfigs) -> list[_Planned]:
     if len(set(names)) != len(names):
         raise ValueError(f"a rule may run once per input: {names}")
     return [
-        (r.name, r.step, r.state_type, configs[r.name])
+        (r.name, r.step, r.state_type, configs[r.name], r.events)
         if r.name in configs
-        else (r.name, _missing_config(r.name), r.state_type, None)
+        else (r.name, _missing_config(r.name), r.state_type, None, r.events)
         for r in rules
     ]
 
@@ -151,13 +153,15 @@ def _run_rule(
     errors: list[tuple[int, int, str, str]],
 ) -> _Trace:
     """Step rule ``k`` over every input; signals and errors tagged (input, rule) for merging."""
-    name, step, initial, config = rule
+    name, step, initial, config, events = rule
     trace = _Trace([])
     bounds = [0, *cuts, len(todo)]
     for c in range(len(bounds) - 1):
         if c:
             trace.before_cut.append(current)
         for n, inp in enumerate(todo[bounds[c] : bounds[c + 1]], bounds[c]):
+            if events is not None and isinstance(inp, EventIn) and inp.kind not in events:
+                continue
             try:
                 new, signals = step(initial() if current is None else current, inp, ctx, config)
             except Exception as exc:  # a rule bug must not stop the others or lose the input

@@ -32,6 +32,9 @@ class Rule(Generic[S, C]):
     step: Callable[[S, RuleInput, VehicleContext, C], tuple[S, Sequence[Signal]]]
     raises: tuple[str, ...]
     description: str
+    # Event kinds the rule reads; None: every event. The engine does not step a rule
+    # on other events (heartbeats are half of all inputs and most rules ignore them).
+    events: frozenset[str] | None = None
 
 
 CATALOGUE: dict[str, Rule[Any, Any]] = {}

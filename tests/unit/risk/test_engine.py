@@ -325,3 +325,24 @@ def test_the_catalogue_rule_by_rule_gives_what_input_by_input_gave() -> None:
 def test_a_rule_runs_once_per_input() -> None:
     with pytest.raises(ValueError, match="once per input"):
         run(VehicleState(), [_fix(0, 0)], CTX, CONFIGS, rules=[FAST, FAST])
+
+
+def test_a_rule_is_not_stepped_on_event_kinds_it_does_not_read() -> None:
+    seen: list[str] = []
+
+    def step(
+        s: FastState, inp: RuleInput, ctx: VehicleContext, cfg: FastConfig
+    ) -> tuple[FastState, Sequence[Signal]]:
+        seen.append(inp.kind if isinstance(inp, EventIn) else type(inp).__name__)
+        return s, ()
+
+    rule = Rule("power", FastState, FastConfig, step, (), "reads power events",
+                events=frozenset({"power_lost"}))  # fmt: skip
+    t = T0
+    inputs = [
+        EventIn(t, "d1", "wired", 1, "heartbeat"),
+        EventIn(t + timedelta(seconds=1), "d1", "wired", 2, "power_lost"),
+        _fix(3, 0.0, minutes=1),
+    ]
+    run(VehicleState(), inputs, CTX, {"power": FastConfig()}, rules=[rule])
+    assert seen == ["power_lost", "FixIn"]
