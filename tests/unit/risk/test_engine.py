@@ -339,7 +339,7 @@ def test_a_rule_is_not_stepped_on_event_kinds_it_does_not_read() -> None:
     rule = Rule("power", FastState, FastConfig, step, (), "reads power events",
                 events=frozenset({"power_lost"}))  # fmt: skip
     t = T0
-    inputs = [
+    inputs: list[FixIn | EventIn] = [
         EventIn(t, "d1", "wired", 1, "heartbeat"),
         EventIn(t + timedelta(seconds=1), "d1", "wired", 2, "power_lost"),
         _fix(3, 0.0, minutes=1),
