@@ -7,12 +7,13 @@ starting anything. Secrets are references: ``env:NAME`` or ``file:/path``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cloud.refdata.config import RefdataSettings
 from cloud.webhooks.config import WebhookSettings
@@ -69,8 +70,54 @@ class IngestSettings(_Section):
 
 
 class ApiSettings(_Section):
+    """The HTTP API (``vgr cloud api serve``): sessions, login throttling, password hashing."""
+
     host: str = "127.0.0.1"
     port: Port = 8080
+    # The session cookie is Secure (sent over HTTPS only); false only for a plain-http demo.
+    cookie_secure: bool = True
+    session_idle_s: float = Field(default=1800.0, gt=0)  # logged out after this long unused
+    session_absolute_s: float = Field(default=12 * 3600.0, gt=0)  # and this long after login
+    # Login throttling (docs/api.md): free failures, then a doubling delay, per user and per IP.
+    login_user_free: int = Field(default=5, ge=1, le=1000)
+    login_ip_free: int = Field(default=30, ge=1, le=100_000)
+    login_delay_base_s: float = Field(default=2.0, gt=0)
+    login_delay_max_s: float = Field(default=900.0, gt=0)
+    login_window_s: float = Field(default=3600.0, gt=0)  # failures forgotten after this quiet
+    # Argon2id (RFC 9106 second recommendation by default); changing them rehashes on login.
+    argon2_time_cost: int = Field(default=3, ge=1, le=50)
+    argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    max_concurrent_hashes: int = Field(default=4, ge=1, le=256)
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks of reverse proxies).
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                msg = f"{entry!r} is not an IP address or CIDR block"
+                raise ValueError(msg) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ApiSettings:
+        if self.session_idle_s > self.session_absolute_s:
+            msg = "session_idle_s cannot exceed session_absolute_s"
+            raise ValueError(msg)
+        if self.login_delay_base_s > self.login_delay_max_s:
+            msg = "login_delay_base_s cannot exceed login_delay_max_s"
+            raise ValueError(msg)
+        if self.login_window_s < self.login_delay_max_s:
+            msg = "login_window_s must be at least login_delay_max_s (else a lock ends early)"
+            raise ValueError(msg)
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            msg = "argon2_memory_kib must be at least 8 x argon2_parallelism"
+            raise ValueError(msg)
+        return self
 
 
 class RegistrySettings(_Section):

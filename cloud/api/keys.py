@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
+from cloud.api.policy import Caller
 
 KEY_BYTES = 32
 MAX_PRESENTED_CHARS = 256
 
 Conn = psycopg.Connection[Any]
+__all__ = ["ApiKeyError", "Caller", "caller_by_key", "create_integration_key", "key_hash"]
 
 
 class ApiKeyError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    user_id: int
-    tenant_id: str
-    username: str
-    role: str
 
 
 def key_hash(key: str) -> str:
@@ -63,4 +57,6 @@ async def caller_by_key(conn: psycopg.AsyncConnection[Any], key: str) -> Caller 
         (key_hash(key),),
     )
     row = await cur.fetchone()
-    return None if row is None else Caller(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+    if row is None:
+        return None
+    return Caller(int(row[0]), str(row[1]), str(row[2]), str(row[3]), "key")
