@@ -27,7 +27,9 @@ from cloud.metrics import RISK_INPUTS, RISK_LAG, RISK_REPLAYS, RISK_RULE_ERRORS
 from cloud.risk import alerts, scoring, store
 from cloud.risk.context import NoPlaces, load_contexts
 from cloud.risk.engine import RuleConfigs, VehicleState, default_configs, run
-from cloud.risk.model import DeviceKind, PlaceLookup, VehicleContext
+from cloud.risk.fleet_rules import run_gathering, visits_from
+from cloud.risk.model import DeviceKind, PlaceLookup, Signal, VehicleContext
+from cloud.risk.rules.gathering import GatheringConfig, PoiVisit
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,17 @@ class RiskWorker:
                 cached = default_configs()
             self._configs[tenant] = cached
         return cached
+
+    def _gathering_config(self, tenant: str) -> GatheringConfig:
+        row = self.conn.execute(
+            "SELECT config FROM tenant_rule_config WHERE tenant_id = %s AND rule = 'gathering'",
+            (tenant,),
+        ).fetchone()
+        try:
+            return msgspec.convert(row[0] if row else {}, GatheringConfig)
+        except msgspec.ValidationError as exc:
+            log.warning("tenant %s gathering config invalid (%s): using the defaults", tenant, exc)
+            return GatheringConfig()
 
     def _watermarks(self, tenants: set[str]) -> dict[str, datetime]:
         """Per tenant: the newest GNSS time run, capped at the wall clock (ticks' "now")."""
@@ -150,10 +163,20 @@ class RiskWorker:
         }
         inputs = store.load_inputs(conn, starts, kinds)
         ticks = self._watermarks({contexts[v].tenant_id for v in plans})
+        visits: dict[str, list[PoiVisit]] = {}
         for v, (state, replay) in plans.items():
             ctx = contexts[v]
             tick = ticks.get(ctx.tenant_id) if claim.since[v] is None else None
-            self._run_vehicle(v, ctx, state, inputs.get(v, []), tick, replay, stats)
+            signals = self._run_vehicle(v, ctx, state, inputs.get(v, []), tick, replay, stats)
+            visits.setdefault(ctx.tenant_id, []).extend(visits_from(signals, v))
+        for tenant, tenant_visits in visits.items():
+            if tenant_visits:
+                run_gathering(
+                    conn, tenant, tenant_visits,
+                    loans={v: contexts[v].loan_id for v in plans},
+                    config=self._gathering_config(tenant), policy=self.options.alert_policy,
+                    notify=self.notify, outcome=stats.alerts,
+                )  # fmt: skip
         RISK_REPLAYS.inc(stats.replays)
         row = conn.execute("SELECT count(*) FROM risk_inbox").fetchone()
         RISK_LAG.set(row[0] if row else 0)
@@ -167,7 +190,7 @@ class RiskWorker:
         tick: datetime | None,
         replay: bool,
         stats: RoundStats,
-    ) -> None:
+    ) -> list[Signal]:
         result = run(state, inputs, ctx, self._tenant_configs(ctx.tenant_id), tick=tick)
         for rule, error in result.errors:
             RISK_RULE_ERRORS.labels(rule=rule).inc()
@@ -188,6 +211,7 @@ class RiskWorker:
         stats.signals += len(result.signals)
         if replay:
             log.info("vehicle %s: re-ran %d inputs after late data", vehicle, result.inputs)
+        return result.signals
 
     def prune(self) -> int:
         with self.conn.transaction():

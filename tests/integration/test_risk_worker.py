@@ -149,7 +149,7 @@ def test_a_round_that_dies_midway_leaves_its_work_for_the_next(db: tuple[str, in
     with psycopg.connect(dsn) as conn:
         worker = RiskWorker(conn)
 
-        def explode(*_: object, **__: object) -> None:
+        def explode(*_: object, **__: object) -> list[Signal]:
             raise CrashError
 
         worker._run_vehicle = explode  # type: ignore[method-assign]
@@ -193,3 +193,38 @@ def test_event_details_are_stored_as_json_objects_and_read_back(db: tuple[str, i
     assert isinstance(loaded[0], EventIn)
     assert dict(loaded[0].detail) == {"ip": "198.51.100.7", "n": 2}
     assert loaded[0].flags == ("late",)
+
+
+def test_three_cars_at_one_poi_raise_one_gathering_alert_each(db: tuple[str, int]) -> None:
+    from cloud.risk.alerts import AlertPolicy, Outcome, no_webhooks
+    from cloud.risk.fleet_rules import run_gathering
+    from cloud.risk.rules.gathering import GatheringConfig, PoiVisit
+
+    dsn, first = db
+    with psycopg.connect(dsn) as conn:
+        others = [
+            conn.execute(
+                "INSERT INTO vehicles (tenant_id, vin) VALUES (%s, %s) RETURNING id",
+                (TENANT, vin),
+            ).fetchone()
+            for vin in ("LSVAB4BR0EN000018", "LSVAB4BR0EN000019")
+        ]
+        vehicles = [first, *(row[0] for row in others if row is not None)]
+        visits = [
+            PoiVisit(poi_id="pawn-1", vehicle_id=v, time=T0 + timedelta(hours=3 * i),
+                     category="pawnshop", poi_name="Pawn 1")
+            for i, v in enumerate(vehicles)
+        ]  # fmt: skip
+        for _ in range(2):  # the second pass is a replay: nothing new
+            with conn.transaction():
+                run_gathering(
+                    conn, TENANT, visits, loans={}, config=GatheringConfig(),
+                    policy=AlertPolicy(), notify=no_webhooks, outcome=Outcome(),
+                )  # fmt: skip
+        rows = conn.execute(
+            "SELECT vehicle_id, episode, severity FROM alerts WHERE rule = 'gathering' "
+            "ORDER BY vehicle_id"
+        ).fetchall()
+    assert [r[0] for r in rows] == sorted(vehicles)
+    assert len({r[1] for r in rows}) == 1
+    assert {r[2] for r in rows} == {"warn"}
