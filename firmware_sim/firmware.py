@@ -19,7 +19,10 @@ defaults (``edge/config.py``):
   a 3-7 minute wake sends a few fixes);
 - **heartbeat** event: wired units, whenever no fix or heartbeat was recorded
   for 2 minutes (parked, jammed, in a car park whose HDOP the gate refuses);
-  wireless units once per wake, when the link comes up;
+  wireless units once per wake, when the link comes up. Like a JT/T 808
+  "not positioned" location report it carries the terminal's status:
+  {ext_v, batt_v, ignition, sats}, ``sats`` being the satellites the receiver
+  used in its latest epoch (0-3 without a fix; a car park still has 5-10);
 - **hardware I/O** (``edge/agent/core.py``): ``power`` -> ``power_lost`` /
   ``power_restored`` {ext_v}; ``tamper`` {source}; ``battery`` ->
   ``low_battery`` {batt_v} when ``low`` rises; ``antenna`` cut ->
@@ -29,6 +32,14 @@ defaults (``edge/config.py``):
   once it has been lost for 60 s while the car was moving (ignition on, or
   moving at the last fix) with the link up and the antenna connected; both
   {link_up}, once per episode. A wireless unit starts a fresh episode per wake;
+- **spoofing** (the contract the agent is to follow, ``protocols/README.md``):
+  once the gate has refused fixes as impossible (``jump_too_fast``) for 30 s
+  with no fix accepted in between, ``spoofing_suspected`` {reason,
+  rejected_lat, rejected_lon, implied_kmh, jump_km, dropped, since, link_up},
+  once per episode; the next accepted fix ends the episode. The gate keeps
+  its last accepted fix as the reference, so a spoofed track never reaches
+  the cloud as fixes: without this event the cloud would not know. Urban
+  multipath jumps are refused for 1-5 s and never raise it;
 - **identity**: every record carries ``(device_id, boot_id, seq)``, seq
   counting fixes and events together per boot. A unit that lost all power
   (battery flat) and gets power again reboots: new boot id, seq from 0, a
@@ -43,14 +54,22 @@ defaults (``edge/config.py``):
   it (or waits in flash for power to return).
 
 Event times are the GNSS time of the step; event positions the last gated fix.
+Settings and message records live in :mod:`firmware_sim.firmware_rules`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from firmware_sim.firmware_rules import (
+    FIRMWARE,
+    FirmwareRules,
+    Outgoing,
+    RecordKey,
+    Refusals,
+    Watch,
+    boot_id_for,
+)
 from firmware_sim.nmea import KNOTS_PER_MPS, Solution
 from firmware_sim.tracker import Tick, TrackerKind
 from protocols import hwio
@@ -70,57 +89,7 @@ from protocols.messages import (
 from protocols.plausibility import haversine_m
 from protocols.topics import Channel, device_topic
 
-FIRMWARE = "vgr-sim-fw/1"
-RecordKey = tuple[str, int]  # (boot_id, seq)
-
-
-@dataclass(frozen=True, slots=True)
-class FirmwareRules:
-    """Reporting, gate and watchdog settings; defaults are the edge agent's."""
-
-    moving_interval: timedelta = timedelta(seconds=15)  # reporting.moving_interval_s
-    parked_interval: timedelta = timedelta(minutes=10)  # reporting.parked_interval_s
-    wireless_interval: timedelta = timedelta(minutes=1)  # a wireless unit, not moving
-    heartbeat_interval: timedelta = timedelta(minutes=2)  # reporting.heartbeat_interval_s
-    moving_speed_mps: float = 1.5  # reporting.moving_speed_mps
-    batch_max: int = 50  # fixes per FixBatch (reporting.batch_max)
-    events_max: int = 100  # events per EventBatch (the agent's send loop)
-    max_hdop: float = 5.0  # gate.max_hdop
-    min_sats: int = 4  # gate.min_sats
-    max_jump_kmh: float = 300.0  # gate.max_jump_kmh
-    min_jump_m: float = 50.0  # edge.gate.GateConfig.min_jump_m
-    fix_timeout: timedelta = timedelta(minutes=5)  # gnss.fix_timeout_s
-    jam_after: timedelta = timedelta(seconds=60)  # watchdog.WatchRules.jam_after_s
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One MQTT message a tracker publishes, at ``publish_at`` (scenario time)."""
-
-    publish_at: datetime
-    device_id: str
-    topic: str
-    payload: bytes
-    records: int  # fixes or events inside (0 for a Status)
-    keys: tuple[RecordKey, ...] = ()  # (boot_id, seq) of those records, for CommitAcks
-    retain: bool = False
-
-
-def boot_id_for(salt: str, device_id: str, n: int) -> str:
-    """The ``n``-th boot id of a device, shaped like the agent's (``<n, 8 hex>-<16 hex>``)."""
-    digest = hashlib.sha256(f"{salt}:{device_id}:{n}".encode()).hexdigest()[:16]
-    return f"{n:08x}-{digest}"
-
-
-@dataclass(slots=True)
-class _Watch:
-    """The agent's watchdog episode, over GNSS time instead of a monotonic clock."""
-
-    last_fix: datetime | None = None
-    lost_since: datetime | None = None
-    moving_when_lost: bool = False
-    fault_raised: bool = False
-    jam_raised: bool = False
+__all__ = ["FIRMWARE", "Firmware", "FirmwareRules", "Outgoing", "RecordKey", "boot_id_for"]
 
 
 class Firmware:
@@ -153,12 +122,14 @@ class Firmware:
         self.battery_low = False
         self.link_up = False
         self.antenna_ok = True
+        self.sats: int | None = None  # satellites used in the latest epoch
         self._last_pos: tuple[float, float] | None = None  # last gated fix (lat, lon)
         self._gate_last: tuple[datetime, float, float] | None = None
         self._last_report: datetime | None = None
         self._moving: bool | None = None
         self._last_beat: datetime | None = None
-        self._watch = _Watch()
+        self._watch = Watch()
+        self._refusals: Refusals | None = None
 
     # ------------------------------------------------------------ stepping
 
@@ -173,7 +144,8 @@ class Firmware:
             self._alive = True
             self._boot(t)
         if tick.awake and not self._awake and self.kind is TrackerKind.WIRELESS:
-            self._watch = _Watch()  # the unit slept: a new episode, not hours of lost fix
+            self._watch = Watch()  # the unit slept: a new episode, not hours of lost fix
+            self.sats = None
         self._awake = tick.awake
         self.link_up = tick.link_up
         for sig in tick.io:
@@ -205,6 +177,9 @@ class Firmware:
         if self.kind is TrackerKind.WIRED and self._last_beat is not None:
             due.append(self._last_beat + self.rules.heartbeat_interval)
         w = self._watch
+        r = self._refusals
+        if r is not None and not r.raised:
+            due.append(r.since + self.rules.spoof_after)
         if w.lost_since is not None:
             if not w.jam_raised:
                 due.append(w.lost_since + self.rules.jam_after)
@@ -241,6 +216,10 @@ class Firmware:
             detail["ext_v"] = self.ext_v
         if self.batt_v is not None:
             detail["batt_v"] = self.batt_v
+        if self.ignition is not None:
+            detail["ignition"] = self.ignition
+        if self.sats is not None:
+            detail["sats"] = self.sats
         self._emit(EventKind.HEARTBEAT, detail, t)
         self._last_beat = t
 
@@ -267,6 +246,7 @@ class Firmware:
 
     def _on_epoch(self, t: datetime, s: Solution) -> None:
         rules = self.rules
+        self.sats = s.sats_used if s.lat is not None else min(s.sats_used, 3)
         if s.lat is None or s.lon is None:
             self.last_verdict = "no_fix"
             self._no_fix(t)
@@ -288,8 +268,10 @@ class Firmware:
             metres = haversine_m(last_lat, last_lon, s.lat, s.lon)
             if metres >= rules.min_jump_m and metres / dt * 3.6 > rules.max_jump_kmh:
                 self.last_verdict = "jump_too_fast"
+                self._refused(t, "jump_too_fast", s.lat, s.lon, metres, metres / dt * 3.6)
                 return
         self.last_verdict = "accepted"
+        self._refusals = None
         self._gate_last = (when, s.lat, s.lon)
         self._on_fix(when, s)
 
@@ -300,7 +282,7 @@ class Firmware:
         lat, lon = round(s.lat, 7), round(s.lon, 7)
         speed = round(s.speed_mps * KNOTS_PER_MPS, 3) / KNOTS_PER_MPS
         moving = speed >= self.rules.moving_speed_mps or bool(self.ignition)
-        self._watch = _Watch(last_fix=when, moving_when_lost=moving)
+        self._watch = Watch(last_fix=when, moving_when_lost=moving)
         self._last_pos = (lat, lon)
         due = (
             self._last_report is None
@@ -327,6 +309,23 @@ class Firmware:
         if self.kind is TrackerKind.WIRELESS:
             return self.rules.wireless_interval
         return self.rules.parked_interval
+
+    def _refused(
+        self, t: datetime, reason: str, lat: float, lon: float, metres: float, kmh: float
+    ) -> None:
+        r = self._refusals
+        if r is None or r.reason != reason:
+            r = self._refusals = Refusals(reason, t)
+        r.dropped += 1
+        if r.raised or t - r.since < self.rules.spoof_after:
+            return
+        r.raised = True
+        detail: dict[str, DetailValue] = {
+            "reason": reason, "rejected_lat": round(lat, 6), "rejected_lon": round(lon, 6),
+            "implied_kmh": round(kmh), "jump_km": round(metres / 1000.0, 1),
+            "dropped": r.dropped, "since": r.since.isoformat(), "link_up": self.link_up,
+        }  # fmt: skip
+        self._emit(EventKind.SPOOFING_SUSPECTED, detail, t)
 
     def _no_fix(self, t: datetime) -> None:
         w, rules = self._watch, self.rules

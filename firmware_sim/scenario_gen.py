@@ -3,6 +3,25 @@
 The templates mirror the bundled TOML scenarios (same names, same labels) with
 every parameter drawn: city, home/work, trackers, event times, durations,
 places and distances. ``generate(seed, n, mix)`` is deterministic per seed.
+
+Labels say what a lender would want to hear about each story, including its
+certain consequences, and mark ``optional`` what may or may not follow from
+the drawn times (a long drive home that may fall in the night, a SIM whose
+address mismatches on a short trip for fewer or more than 3 sessions):
+
+- a car that ends up in another province (a trip, a relocation, a car driven
+  away with its hidden wireless unit) should raise ``region_exit``; in its own
+  province nothing should;
+- a wired unit unplugged and then removed, or left running on its backup
+  battery on an e-bike, goes ``offline``; the e-bike's battery first runs
+  ``low`` (a wired unit's battery lasts 6-12 h, the scenario days);
+- a relocation is learned from 14 nights at the new place, so that scenario
+  runs 30 days with the move on day 14 (16 nights after it);
+- a separation is the units parting: the wired unit goes onto the decoy at
+  night and the car leaves at dawn (its first trip after the swap), so the
+  label's window starts when they part; a jammer's label starts with the
+  jammer (the agent reports 60 s after the last good fix, up to a second
+  before the jammer's start on the 1 Hz grid).
 """
 
 from __future__ import annotations
@@ -146,7 +165,8 @@ def _region_exit(d: _Draft) -> None:
                    stay=d.span(20, 40)),
     ]  # fmt: skip
     d.label("region_exit", event="trip")
-    d.label("gs_ip_mismatch", event="trip", expect="optional")
+    d.label("gs_ip_mismatch", event="trip", grace="1d", expect="optional")  # SIM stays home
+    d.label("night_anomaly", event="trip", grace="1d", expect="optional")  # the drive back
 
 
 def _risk_poi(d: _Draft, stay_h: tuple[float, float]) -> None:
@@ -177,6 +197,7 @@ def _unplugged(d: _Draft) -> None:
     ]
     d.label("power_cut", event="cut", grace="5m", tracker=d.tracker(1))
     d.label("device_removed", event="cut", grace="60m", tracker=d.tracker(1))
+    d.label("offline", event="gone", grace=f"{d.days}d", tracker=d.tracker(1))
 
 
 def _jamming(d: _Draft) -> None:
@@ -185,7 +206,7 @@ def _jamming(d: _Draft) -> None:
         JammingEvent(id="jam", vehicle=d.vehicle, at=d.at(1, lo, hi), align="driving",
                      duration=d.span(0.17, 0.5)),
     ]  # fmt: skip
-    d.label("jamming", event="jam", offset="1m", grace="5m")
+    d.label("jamming", event="jam", grace="5m")  # the agent needs 60 s of it, from the last fix
 
 
 def _spoofing(d: _Draft) -> None:
@@ -201,9 +222,14 @@ def _relocation(d: _Draft) -> None:
     d.days = 30
     dest = d.other_city(other_province=False)
     d.events = [RelocateEvent(id="move", vehicle=d.vehicle, at=d.at(14, 10, 14), city=dest)]
-    d.label("not_home", event="move", offset="2d", grace="5d")
+    # It never sleeps at the old home again: not_home is due from the 3rd night on, and may
+    # take longer when nights in a car park (no fixes) go unobserved.
+    d.label("not_home", event="move", offset="2d", grace="17d")
     d.label("relocation", event="move", offset="3d", grace="17d")
-    d.label("region_exit", event="move", grace="17d", expect="optional")
+    d.label("night_anomaly", event="move", grace="2d", expect="optional")  # a long move
+    if CITIES[dest].province != CITIES[d.city].province:  # it now lives outside its area
+        d.label("region_exit", event="move", grace="17d")
+        d.label("gs_ip_mismatch", event="move", grace="17d")  # a home-province SIM, every day
 
 
 def _separation(d: _Draft) -> None:
@@ -213,13 +239,16 @@ def _separation(d: _Draft) -> None:
     d.events = [
         MoveTrackerEvent(id="swap", tracker=d.tracker(1), to="parked_car", at=d.at(1, 22, 23.9),
                          align="parked", rewired_after=d.span(0.15, 0.5)),
-        VisitEvent(id="away", vehicle=d.vehicle, at=d.at(2, 8.5, 10), place=f"{dest}.centre",
-                   stay=d.span(24, 36)),
+        VisitEvent(id="away", vehicle=d.vehicle, at=d.at(2, 5.5, 7.2), place=f"{dest}.centre",
+                   stay=d.span(24, 36)),  # at dawn: the car's first trip after the swap
     ]  # fmt: skip
-    d.label("device_separation", event="away", offset="20m", grace="6h")
+    d.label("device_separation", event="away", grace="6h")  # from departure: they part
     d.label("power_cut", event="swap", grace="5m", tracker=d.tracker(1))
-    d.label("region_exit", event="away", expect="optional")
+    if CITIES[dest].province != CITIES[d.city].province:  # the car (and its wireless) left
+        d.label("region_exit", event="away", grace="1h")
+        d.label("gs_ip_mismatch", event="away", grace="1d", expect="optional")
     d.label("not_home", event="away", expect="optional")
+    d.label("night_anomaly", event="away", grace="1d", expect="optional")
 
 
 def _blind_area(d: _Draft) -> None:
@@ -251,6 +280,8 @@ def _tracker_on_ebike(d: _Draft) -> None:
     d.label("tracker_on_other_vehicle", event="swap", grace="1d")
     d.label("power_cut", event="swap", grace="5m")
     d.label("device_removed", event="swap", grace="1d", expect="optional")
+    d.label("low_battery", event="swap", grace="1d")  # on its backup battery: 6-12 h
+    d.label("offline", event="swap", grace=f"{d.days}d")  # ... then flat
 
 
 TEMPLATES: dict[str, Callable[[_Draft], None]] = {

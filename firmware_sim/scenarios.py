@@ -81,6 +81,9 @@ Rule = Literal[
     "gs_ip_mismatch",
     "not_home",
     "tracker_on_other_vehicle",
+    "offline",
+    "low_battery",
+    "night_anomaly",
 ]
 RULES: tuple[str, ...] = get_args(Rule)
 Ident = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]

@@ -1,5 +1,9 @@
 """A scenario made runnable: planned vehicles, trackers with their faults, resolved labels.
 
+A tracker moved to an e-bike is ridden away within minutes, to the rider's place 2-6 km
+off (its home from then on): a unit left on an e-bike that nobody rides until its backup
+battery is flat (6-12 h) never shows that it is on another vehicle.
+
 :func:`build_world` (also :func:`firmware_sim.scenarios.build`) resolves every
 event to concrete times: ``after`` chains, ``align`` (the next parked period
 or trip long enough for the event), a visit's window from the vehicle's own
@@ -202,13 +206,22 @@ def _faults(
         return [CutAntenna(at, until if e.duration is not None else None)]
     if isinstance(e, MoveTrackerEvent):
         spot = _pickup(vehicle, at, f"{e.tracker}.pickup")
+        home, visits = spot, []
+        if e.to == "ebike":  # ridden away at once, to where the rider lives: 2-6 km off
+            rng = random.Random(f"{s.seed}:event:{i}:ride")
+            lon, lat = _offset(spot.lon, spot.lat, rng.uniform(2.0, 6.0), rng)
+            home = Place(f"{e.tracker}.rider", PlaceKind.OTHER, lon, lat, spot.alt_m, spot.city,
+                         Environment.URBAN)  # fmt: skip
+            ride = at + timedelta(minutes=rng.uniform(2.0, 10.0))
+            visits = [Visit(ride, home, timedelta(hours=rng.uniform(1.0, 3.0)))]
         other = Vehicle(
             seed=f"{s.seed}:{e.tracker}:other",
-            home=spot,
-            work=spot,
+            home=home,
+            work=home,
             start=at,
             end=s.end,
             kind=VehicleKind.EBIKE if e.to == "ebike" else VehicleKind.STATIC,
+            visits=visits,
             start_at=spot,
         )
         after = parse_duration(e.rewired_after) if e.rewired_after else None

@@ -76,6 +76,7 @@ class EventKind(StrEnum):
     LOW_BATTERY = "low_battery"
     ANTENNA_CUT = "antenna_cut"
     JAMMING_SUSPECTED = "jamming_suspected"
+    SPOOFING_SUSPECTED = "spoofing_suspected"  # the gate kept refusing impossible fixes
     GNSS_FAULT = "gnss_fault"
     REGION_EXIT = "region_exit"
     REGION_RETURN = "region_return"

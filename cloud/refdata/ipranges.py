@@ -206,11 +206,11 @@ class IpLookup:
             return None
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        if not address.is_global:
-            return None
         curated = self.ranges.match(address)
         if curated is not None and curated.province is not None:
-            return curated
+            return curated  # a range someone named on purpose, global or not (a private APN)
+        if not address.is_global:
+            return curated  # a public database knows nothing about private ranges
         db = self.maxmind.lookup(address) if self.maxmind is not None else None
         if curated is None:
             return db

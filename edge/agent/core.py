@@ -49,6 +49,7 @@ from protocols.messages import (
     decode,
     encode,
 )
+from protocols.plausibility import haversine_m
 from protocols.regions import RegionState
 from protocols.regions import step as region_step
 from protocols.token_verify import Keyring, verify_command
@@ -157,11 +158,14 @@ class Agent:
         if self.last_time is None or g.time > self.last_time:
             self.last_time = g.time
         wall = datetime.now(UTC)
+        last = self.gate_state.last
         self.gate_state, verdict = gate_step(self.gate_state, g, now=wall)
         if not verdict.accepted:
             self.counts[f"gate_{verdict.reason}"] += 1
             if verdict.reason in ("no_fix", "too_few_sats"):
                 self._no_fix()
+            elif verdict.reason in watchdog.SPOOF_REASONS:
+                self._refused(verdict.reason, g, last)
             return
         if g.lat is None or g.lon is None:  # a fixed epoch without a position: count it
             self.counts["gate_no_position"] += 1
@@ -194,6 +198,25 @@ class Agent:
             self._append(fix)
         else:
             self.counts["not_due"] += 1
+
+    def _refused(self, reason: str, g: GnssFix, last: GnssFix | None) -> None:
+        """The gate refused an impossible fix; 30 s of that is ``spoofing_suspected``."""
+        self.watch, kinds = watchdog.on_refused(
+            self.watch, time.monotonic(), reason, self.watch_rules
+        )
+        if not kinds:
+            return
+        detail: dict[str, DetailValue] = {"reason": reason, "dropped": self.watch.refused,
+                                          "link_up": self.watch.link_up}  # fmt: skip
+        if g.lat is not None and g.lon is not None:
+            detail.update(rejected_lat=round(g.lat, 6), rejected_lon=round(g.lon, 6))
+            if last is not None and last.lat is not None and last.lon is not None:
+                metres = haversine_m(last.lat, last.lon, g.lat, g.lon)
+                dt = max((g.time - last.time).total_seconds(), 1e-3)
+                kmh = round(metres / dt * 3.6)
+                detail.update(jump_km=round(metres / 1000.0, 1), implied_kmh=kmh)
+        for kind in kinds:
+            self.emit(kind, detail)
 
     def _no_fix(self) -> None:
         self.watch, kinds = watchdog.on_no_fix(self.watch, time.monotonic(), self.watch_rules)

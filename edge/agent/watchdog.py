@@ -8,6 +8,12 @@ during jamming there is no GNSS time to go by.
   or speed above the moving threshold at the last fix) and the cellular link
   stays up, for more than ``jam_after_s`` (60 s). A car park looks similar but
   happens while parked, so it does not count.
+* ``spoofing_suspected``: the fix gate has refused fixes as impossible
+  (``jump_too_fast``: a teleport; ``time_in_future``) for ``spoof_after_s``
+  (30 s) with no fix accepted in between. The gate keeps its last accepted fix
+  as the reference, so a spoofed track never reaches the cloud as fixes: this
+  event is how the cloud hears of it (``protocols/README.md`` lists its detail).
+  Urban multipath jumps are refused for 1-5 s and never raise it.
 Each fires once per episode and clears when a fix returns.
 """
 
@@ -22,6 +28,7 @@ from protocols.messages import EventKind
 class WatchRules:
     fix_timeout_s: float = 300.0
     jam_after_s: float = 60.0
+    spoof_after_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,10 @@ class WatchState:
     antenna_ok: bool = True
     fault_raised: bool = False
     jam_raised: bool = False
+    refused_reason: str | None = None  # the gate's reason for the current refusals
+    refused_since_s: float | None = None
+    refused: int = 0
+    spoof_raised: bool = False
 
 
 def on_fix(state: WatchState, now_s: float, *, moving: bool) -> tuple[WatchState, list[EventKind]]:
@@ -73,6 +84,25 @@ def on_no_fix(
         state = replace(state, jam_raised=True)
         out.append(EventKind.JAMMING_SUSPECTED)
     return state, out
+
+
+SPOOF_REASONS = frozenset({"jump_too_fast", "time_in_future"})
+
+
+def on_refused(
+    state: WatchState, now_s: float, reason: str, rules: WatchRules = WatchRules()
+) -> tuple[WatchState, list[EventKind]]:
+    """The gate refused a fix as impossible (``SPOOF_REASONS``); other reasons: no change."""
+    if reason not in SPOOF_REASONS:
+        return state, []
+    if state.refused_reason != reason or state.refused_since_s is None:
+        state = replace(state, refused_reason=reason, refused_since_s=now_s, refused=0,
+                        spoof_raised=False)  # fmt: skip
+    state = replace(state, refused=state.refused + 1)
+    assert state.refused_since_s is not None
+    if state.spoof_raised or now_s - state.refused_since_s < rules.spoof_after_s:
+        return state, []
+    return replace(state, spoof_raised=True), [EventKind.SPOOFING_SUSPECTED]
 
 
 def with_io(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.detection_score import Raised, Truth, score
+from bench.detection_score import Raised, Truth, score, scored
 
 T = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -62,3 +62,28 @@ def test_median_time_to_detect_over_all_rules() -> None:
         Raised("b", "V3", T + timedelta(seconds=100)),
     ]
     assert score(truths, alerts).median_detect_s() == pytest.approx(30.0)
+
+
+def test_alert_inside_an_optional_window_counts_neither_way() -> None:
+    truths = [
+        Truth("region_exit", "A", T, T + 2 * H, "alert"),
+        Truth("night_anomaly", "A", T, T + 2 * H, "optional"),
+    ]
+    alerts = [
+        Raised("region_exit", "A", T + timedelta(minutes=3)),
+        Raised("night_anomaly", "A", T + H),
+        Raised("night_anomaly", "A", T + 3 * H),  # outside the optional window: false
+    ]
+    report = score(truths, alerts)
+    r = report.rules["night_anomaly"]
+    assert (r.expected, r.true_pos, r.optional, r.false_pos) == (0, 0, 1, 1)
+    assert r.recall is None
+    assert [a.fired_at for a in report.false_alarms] == [T + 3 * H]
+
+
+def test_info_signals_are_scored_only_for_the_labelled_info_rules() -> None:
+    assert scored("risk_poi_visit", "info")
+    assert scored("blind_area", "info")
+    assert not scored("resident_learned", "info")
+    assert not scored("offline", "info")
+    assert scored("offline", "warn")

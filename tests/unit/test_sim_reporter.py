@@ -123,6 +123,11 @@ def jamming() -> Report:
     return run(build(load_named("jamming")))
 
 
+@pytest.fixture(scope="module")
+def spoofing() -> Report:
+    return run(build(load_named("spoofing")))
+
+
 WIRED, WIRELESS = "860101000000001", "860101000000002"
 
 
@@ -187,6 +192,9 @@ def test_gate_keeps_car_park_fixes_out_but_heartbeats_go_on(commuter: Report) ->
         if vehicle.state_at(r.record.time).environment.value == "carpark"
     ]  # fmt: skip
     assert len(at_work) > 100
+    # like a JT/T 808 "not positioned" report: the receiver still uses 4+ satellites there
+    assert all(r.event.detail["sats"] >= 4 for r in at_work)  # type: ignore[operator]
+    assert {r.event.detail["ignition"] for r in at_work} <= {True, False}
 
 
 def test_fix_positions_are_the_receivers_noisy_truth(commuter: Report) -> None:
@@ -304,6 +312,30 @@ def test_jamming_is_suspected_while_moving_with_the_link_up(jamming: Report) -> 
     assert fixes == []
     beats = [r for r in jamming.events(dev, EventKind.HEARTBEAT) if begin < r.record.time < end]
     assert len(beats) >= 9  # heartbeats keep arriving
+    assert all(r.event.detail["sats"] <= 3 for r in beats)  # type: ignore[operator]
+
+
+def test_spoofed_teleport_raises_one_spoofing_suspected_with_the_refused_position(
+    spoofing: Report,
+) -> None:
+    """The gate refuses every teleported fix (a 1000 km jump); after 30 s of that the
+    firmware says so, once, with where the receiver claimed to be."""
+    dev = "860106000000001"
+    begin, end = spoofing.world.event_windows["spoof"]
+    fixes = [f for f in spoofing.fixes(dev) if begin + SECOND < f.time < end]
+    assert fixes == []  # nothing teleported reaches the cloud as a fix
+    raised = spoofing.events(dev, EventKind.SPOOFING_SUSPECTED)
+    assert len(raised) == 1
+    ev = raised[0].event
+    assert begin + timedelta(seconds=29) <= ev.time <= begin + timedelta(seconds=32)
+    assert ev.detail["reason"] == "jump_too_fast"
+    assert ev.lat is not None  # the last accepted fix
+    assert ev.lon is not None
+    lat, lon = ev.detail["rejected_lat"], ev.detail["rejected_lon"]
+    assert isinstance(lat, float)
+    assert isinstance(lon, float)
+    assert haversine_m(ev.lat, ev.lon, lat, lon) > 900_000  # Wuhan -> Beijing
+    assert spoofing.events(dev, EventKind.JAMMING_SUSPECTED) == []
 
 
 def test_deterministic_for_a_seed_and_salted_boots() -> None:

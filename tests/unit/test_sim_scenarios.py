@@ -7,10 +7,13 @@ from datetime import timedelta
 import msgspec
 import pytest
 
+from firmware_sim.places import CITIES
 from firmware_sim.scenarios import (
     EVENT_KINDS,
     RULES,
+    RelocateEvent,
     ScenarioError,
+    VisitEvent,
     build,
     bundled,
     generate,
@@ -185,3 +188,34 @@ def test_unplugged_world_streams_power_lost_then_silence() -> None:
     assert cut <= lost_at < cut + timedelta(seconds=2)
     # The car was parked when the power was cut (align = "parked").
     assert not world.vehicles["GZ-UNPLUG"].state_at(cut).moving
+
+
+def test_generated_labels_follow_where_the_car_ends_up() -> None:
+    """A car that ends up in another province should raise region_exit; in its own
+    province nothing should (the detection report flagged the first as a false alarm)."""
+    for kind in ("separation", "relocation"):
+        seen = set()
+        for seed in range(40):
+            (scenario,) = generate(seed, 1, {kind: 1.0})
+            home = CITIES[scenario.vehicles[0].home_city].province
+            event = next(e for e in scenario.events if e.id in ("away", "move"))
+            if isinstance(event, VisitEvent):
+                dest = event.place.split(".")[0]
+            else:
+                assert isinstance(event, RelocateEvent)
+                dest = event.city
+            left = CITIES[dest].province != home
+            rules = {lab.rule: lab.expect for lab in scenario.labels}
+            assert (rules.get("region_exit") == "alert") == left
+            seen.add(left)
+        assert seen == {True, False}
+
+
+def test_separation_car_leaves_the_decoy_on_its_first_trip_after_the_swap() -> None:
+    for seed in range(10):
+        world = build(generate(seed, 1, {"separation": 1.0})[0])
+        swap, _ = world.event_windows["swap"]
+        away, _ = world.event_windows["away"]
+        vehicle = next(iter(world.vehicles.values()))
+        first = next(trip for trip in vehicle.trips if trip.depart > swap)
+        assert first.depart == away

@@ -96,6 +96,7 @@ TAMPER_RULE: Rule[TamperState, TamperConfig] = Rule(
     step=tamper_step,
     raises=(TAMPER,),
     description="Tamper (light sensor / case open) at once, high; antenna cut, warn",
+    events=frozenset(_TAMPER_KINDS),
 )
 
 
@@ -230,4 +231,5 @@ LOW_BATTERY_RULE: Rule[LowBatteryState, LowBatteryConfig] = Rule(
     step=low_battery_step,
     raises=(LOW,),
     description="Device battery low (event), or vehicle < 11.4 V after 1 h with the ignition off",
+    events=frozenset({"low_battery", "power_restored"}),
 )

@@ -192,4 +192,5 @@ RULE: Rule[IpMismatchState, IpMismatchConfig] = Rule(
     raises=(NAME,),
     description="Province of the GPS fix differs from the province of the tracker's IP: warn at "
     ">= 3 sessions in 7 days; abroad / hosting addresses high",
+    events=frozenset({"session"}),
 )

@@ -10,19 +10,32 @@ with HDOP > 5 or at most 4 satellites: the receiver losing the sky bit by bit
 on a car-park ramp, where a jammer takes the fix at once. Ignition off at the
 last fix (parked) never arms: a car park, however long.
 
-While armed and with no newer fix, link evidence raises the episode:
+While armed and with no newer fix, the episode opens only on evidence that the
+*receiver* lost the sky, which a car park (HDOP > 5: the gate drops the fix,
+the receiver still sees 5-10 satellites) and a tunnel (link down) do not give:
 
 - the agent's ``jamming_suspected`` (it applied the same 60 s / moving / link-up
-  test on the tracker; trusted even if it arrived late, and even when its
-  time is stale because the receiver gave no time while jammed);
-- any other event that was sent live (not late, ``detail["link_up"]`` not
-  false: heartbeats, ``gnss_fault`` with ``link_up`` true, power or session
-  events) more than ``min_lost_s`` (60 s) after the last fix.
+  test on the tracker, counting only epochs with no fix or fewer than 4
+  satellites; trusted even if it arrived late, and even when its time is stale
+  because the receiver gave no time while jammed);
+- a ``gnss_fault`` sent live (``detail["link_up"]`` true: no fix for 5 min
+  with the link up) more than ``min_lost_s`` after the last fix;
+- a live event (a heartbeat, as JT/T 808 terminals send a "not positioned"
+  report with their satellite count) whose ``detail["sats"]`` is at most
+  ``lost_sats`` (3: ``DOMAIN.md`` "satellite count falls to 0-3"), more than
+  ``min_lost_s`` after the last fix.
 
-Severity **warn** at first (ours), **high** (same episode) once link evidence
+Heartbeats and other live events without a satellite count only show the link
+is up: they never open an episode (they did, and every car parked in a car
+park with the engine running raised one), but once one is open they show how
+long the loss has lasted.
+
+Severity **warn** at first (ours), **high** (same episode) once live evidence
 shows the loss has lasted ``high_after_s`` (5 min, the vendors' "no fix within
 5 min = GNSS fault" figure; a jammer in a financed car is deliberate). An
-``antenna_cut`` explains a lost fix and disarms until the next fix. A tunnel
+``antenna_cut`` explains a lost fix and disarms until the next fix, and so does
+a wireless unit's ``session`` (it slept since its last fix and is waking up: a
+receiver searching the sky after a wake is not a lost fix). A tunnel
 takes the link down too, so its stored events are late and never count.
 Resolved by the device's next fix (with how long and how far the car went).
 
@@ -63,6 +76,7 @@ class JammingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     cover_speed_mps: Annotated[float, Meta(ge=0)] = 15.0 / 3.6
     cover_hdop: Positive = 5.0
     cover_sats: Annotated[int, Meta(ge=0)] = 4
+    lost_sats: Annotated[int, Meta(ge=0)] = 3
 
 
 class LastFix(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,8 +134,16 @@ def _on_fix(d: LastFix | None, fix: FixIn, cfg: JammingConfig) -> tuple[LastFix,
     return LastFix(time=fix.time, lat=fix.lat, lon=fix.lon, armed=_armed(fix, cfg)), out
 
 
+def _opens(ev: EventIn, cfg: JammingConfig) -> bool:
+    """Whether a live event (not ``jamming_suspected``) shows the receiver lost the sky."""
+    if ev.kind == "gnss_fault":
+        return ev.detail.get("link_up") is True
+    sats = ev.detail.get("sats")
+    return isinstance(sats, int) and not isinstance(sats, bool) and sats <= cfg.lost_sats
+
+
 def _on_event(d: LastFix, ev: EventIn, cfg: JammingConfig) -> tuple[LastFix, list[Signal]]:
-    if ev.kind == "antenna_cut":
+    if ev.kind == "antenna_cut" or (ev.kind == "session" and ev.device_kind == "wireless"):
         return msgspec.structs.replace(d, armed=False), []
     suspected = ev.kind == "jamming_suspected"
     if not suspected and is_late(ev):
@@ -129,7 +151,7 @@ def _on_event(d: LastFix, ev: EventIn, cfg: JammingConfig) -> tuple[LastFix, lis
     lost = max(seconds(ev.time, d.time), 0.0)
     if suspected:
         lost = max(lost, cfg.min_lost_s)  # the agent waited the 60 s on its own clock
-    elif lost <= cfg.min_lost_s:
+    elif lost <= cfg.min_lost_s or (d.key is None and not _opens(ev, cfg)):
         return d, []
     sev = Severity.HIGH if lost >= cfg.high_after_s else Severity.WARN
     if d.key is not None and sev <= d.sev:
@@ -141,6 +163,8 @@ def _on_event(d: LastFix, ev: EventIn, cfg: JammingConfig) -> tuple[LastFix, lis
         "evidence": ev.kind,
         "device_suspected": suspected,
     }
+    if "sats" in ev.detail:
+        evidence["sats"] = ev.detail["sats"]
     msg = f"GNSS fix lost for {lost / 60.0:.1f} min while driving, link still up"
     sig = Signal(NAME, key, ev.time, sev, Action.OPEN, ev.device_id, d.lat, d.lon, msg, evidence)
     return msgspec.structs.replace(d, key=key, sev=int(sev), lost_s=max(d.lost_s, lost)), [sig]
@@ -169,5 +193,6 @@ RULE: Rule[JammingState, JammingConfig] = Rule(
     config_type=JammingConfig,
     step=step,
     raises=(NAME,),
-    description="GNSS fix lost > 60 s while driving with the ignition on and the link up",
+    description="GNSS fix lost > 60 s while driving with the ignition on and the link up "
+    "(the agent's jamming_suspected, a live gnss_fault, or 0-3 satellites reported)",
 )

@@ -12,6 +12,13 @@ kind (fix, event, heartbeat). A :class:`Tick` raises the episode live; a record
 that ends a silence longer than the threshold raises it too (retroactively,
 when no tick saw the gap: a re-run or a backtest) and resolves it at once.
 
+**Signal time**: the GNSS moment the silence crossed the threshold the signal
+reports first (for a new episode: the first threshold after the last record;
+for an escalation: the next level's), whichever tick or record showed it. A
+live worker ticking every minute and a replay or backtest ticking once at the
+end so date the alert alike; the tick's own time would date it by when ticks
+happened to run.
+
 **Episode key** ``offline:<device>:<t>``: ``t`` is the GNSS time of the device's
 last record that was *not* late, i.e. the last time the cloud heard from it
 live. Late records (``device_common.is_late``) do not move it, so the key a live
@@ -40,7 +47,7 @@ and RESOLVE of an unknown episode as a no-op.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -124,6 +131,12 @@ def _severity(silence_s: float, lv: tuple[tuple[float, Severity], ...]) -> Sever
     return reached
 
 
+def _crossed(last: datetime, lv: tuple[tuple[float, Severity], ...], above: int) -> datetime:
+    """When the silence since ``last`` crossed the first level more severe than ``above``."""
+    threshold = next((th for th, sev in lv if sev > above), lv[-1][0])
+    return last + timedelta(seconds=threshold)
+
+
 def _evidence(d: DeviceSilence, silence_s: float, first_s: float) -> dict[str, JsonValue]:
     return {
         "device_kind": d.kind,
@@ -180,7 +193,8 @@ def _on_record(
         hours = gap / 3600.0
         if open_key != key or open_sev < sev:
             msg = f"{d.kind} device was silent for {hours:.1f} h (seen in stored data)"
-            out.append(_signal(inp.device_id, d, key, t, sev, msg, ev))
+            at = _crossed(d.last, lv, open_sev if open_key == key else 0)
+            out.append(_signal(inp.device_id, d, key, at, sev, msg, ev))
         msg = f"{d.kind} device reporting again after {hours:.1f} h"
         out.append(_signal(inp.device_id, d, key, t, sev, msg, ev, Action.RESOLVE))
         open_key, open_sev = None, 0
@@ -231,7 +245,8 @@ def _on_tick(
         key = d.open_key or episode(NAME, dev_id, d.last_live or d.last)
         msg = f"no data from the {d.kind} device for {silence / 3600.0:.1f} h"
         ev = _evidence(d, silence, lv[0][0])
-        out.append(_signal(dev_id, d, key, t, sev, message=msg, evidence=ev))
+        at = _crossed(d.last, lv, d.open_sev if d.open_key is not None else 0)
+        out.append(_signal(dev_id, d, key, at, sev, message=msg, evidence=ev))
         changed[dev_id] = msgspec.structs.replace(d, open_key=key, open_sev=int(sev))
     if not changed:
         return state, out

@@ -191,4 +191,5 @@ RULE: Rule[OtherVehicleState, OtherVehicleConfig] = Rule(
     raises=(NAME,),
     description="Wired unit moving at 3-25 km/h for 5 min with the ignition never on "
     "and vehicle power lost",
+    events=frozenset({"power_lost", "power_restored"}),
 )

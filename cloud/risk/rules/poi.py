@@ -9,7 +9,13 @@ Registered as rule ``risk_poi`` raising ``risk_poi_visit`` and ``risk_poi_stay``
 - **entry** (``risk_poi_visit``, INFO, *ours*): 2 consecutive fixes inside the
   same POI's area. Only fixes slower than ``entry_max_speed_mps`` (15 km/h,
   *ours*) count, so traffic passing the gate is not a visit (and fast fixes
-  skip the POI lookup, which keeps moving fixes cheap). The visit is
+  skip the POI lookup, which keeps moving fixes cheap). The car must also have
+  *stopped there* (*ours*): one of those fixes has the ignition off (or
+  reports no ignition line: a wireless unit), or they span at least
+  ``entry_engine_on_s`` (3 min, longer than a traffic-light cycle). The
+  detection report showed why: a car waiting 45 s at the lights beside a
+  pawnshop, engine running, gave 3 slow fixes inside and a "visit". A real
+  visit parks: the engine is off within seconds. The visit is
   resolved when the car leaves: 2 consecutive fixes more than
   ``leave_margin_m`` (50 m, *ours*) beyond the area; a fix in that margin, or
   a single urban jump out, changes nothing.
@@ -54,6 +60,7 @@ from cloud.risk.rules.region import SKIP_FLAGS, flagged, stamp
 class PoiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     entry_fixes: int = 2
     entry_max_speed_mps: float = 15 / 3.6
+    entry_engine_on_s: float = 180.0
     min_radius_m: float = 100.0
     max_radius_m: float = 200.0
     leave_fixes: int = 2
@@ -90,6 +97,7 @@ class PoiState(msgspec.Struct, frozen=True, kw_only=True):
     cand_run: int = 0
     cand_start: datetime | None = None
     cand_last: datetime | None = None
+    cand_stopped: bool = False  # a fix of the run with the ignition off (or no ignition line)
     visit: Visit | None = None
 
 
@@ -202,10 +210,13 @@ def step_poi(
     )
     run = s.cand_run + 1 if same else 1
     start = s.cand_start if same and s.cand_start is not None else inp.time
-    if run < cfg.entry_fixes:
+    stopped = (same and s.cand_stopped) or inp.ignition is not True
+    lasted = (inp.time - start).total_seconds() >= cfg.entry_engine_on_s
+    if run < cfg.entry_fixes or not (stopped or lasted):
         return PoiState(
-            last_fix=inp.time, cand_id=poi.id, cand_run=run, cand_start=start, cand_last=inp.time
-        ), out
+            last_fix=inp.time, cand_id=poi.id, cand_run=run, cand_start=start, cand_last=inp.time,
+            cand_stopped=stopped,
+        ), out  # fmt: skip
     night = touches_night(start, inp.time, cfg.night_start_hour, cfg.night_end_hour)
     v = Visit(
         poi_id=poi.id, name=poi.name, category=poi.category, lat=poi.lat, lon=poi.lon,
@@ -224,4 +235,5 @@ RISK_POI = Rule(
     step=step_poi,
     raises=("risk_poi_visit", "risk_poi_stay"),
     description="Car at a second-mortgage lender, pawnshop, used-car market, 车管所 or tow yard",
+    events=frozenset(),
 )

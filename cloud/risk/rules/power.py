@@ -5,11 +5,14 @@ One rule, two signals, one state per wired device:
 - **power_cut**: the supply is lost, from a ``power_lost`` event or a fix whose
   ``ext_v`` is below ``cut_volts`` (5 V; a car battery rests at 12.3-12.8 V,
   cranking dips to ~9-10 V). While parked (last fix below 1.5 m/s, ignition not
-  on) a ``power_lost`` event raises **high** at once: the tracker debounces it
-  (vendors publish 5 s). While moving, or from ``ext_v``, the loss must persist
-  ``debounce_s`` (5 s, ``DOMAIN.md``) with no restore, seen on any later input
-  (fix, event or tick), and raises **warn**; it escalates to **high** (same
-  episode) once a fix shows the car parked with the power still cut.
+  on; or an event since then reporting the ignition off, as the heartbeats of a
+  car in a car park do: the gate drops every fix there, so the last fix is the
+  moving one at the entrance) a ``power_lost`` event raises **high** at once:
+  the tracker debounces it (vendors publish 5 s). While moving, or from
+  ``ext_v``, the loss must persist ``debounce_s`` (5 s, ``DOMAIN.md``) with no
+  restore, seen on any later input (fix, event or tick), and raises **warn**;
+  it escalates to **high** (same episode) once a fix shows the car parked with
+  the power still cut.
   Resolved by ``power_restored`` or a fix with ``ext_v`` at ``restore_volts`` (9 V).
 - **device_removed** (critical: the tracker is gone from the collateral): after a
   cut, the device falls silent within ``within_s`` (30 min, ``DOMAIN.md``) and
@@ -19,6 +22,11 @@ One rule, two signals, one state per wired device:
   heard again (its silence is over; ``power_cut`` stays open while unpowered),
   when stored records fill the silence (a late burst: out of coverage), or
   when power returns. A blind area has no ``power_lost``, so neither fires.
+  The signal is dated when the silence reached ``silence_s`` (last record +
+  ``silence_s``), whichever tick or record showed it: a live worker ticking
+  every minute and a replay or backtest ticking once at the end date the
+  alert alike (a tick's own time would make the date depend on when ticks
+  happened to run).
 
 Episode keys: ``power_cut:<device>:<t>`` and ``device_removed:<device>:<t>``,
 ``t`` = GNSS time the power was lost. Late records (``device_common.is_late``)
@@ -28,7 +36,7 @@ do not count as the device being heard live, as in ``offline``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -163,7 +171,8 @@ def _silence(
         mins = round(gap / 60.0, 1)
         if not d.removed:  # no tick saw it (a re-run or a backtest): raise it from the data
             msg = f"silent for {mins} min after losing power (seen in stored data)"
-            out.append(_sig(REMOVED, dev_id, d, t, Severity.CRITICAL, msg, silence_min=mins))
+            at = d.last + timedelta(seconds=limit)
+            out.append(_sig(REMOVED, dev_id, d, at, Severity.CRITICAL, msg, silence_min=mins))
         msg = f"wired unit heard again after {mins} min of silence"
         out.append(
             _sig(REMOVED, dev_id, d, t, Severity.CRITICAL, msg, Action.RESOLVE, silence_min=mins)
@@ -207,9 +216,11 @@ def _on_record(
             d = _restore(dev_id, d, t, out)
     else:
         pos = (inp.lat, inp.lon) if inp.lat is not None else (d.lat, d.lon)
+        moving = d.moving and inp.detail.get("ignition") is not False
         d = msgspec.structs.replace(
-            d, last=t if t > d.last else d.last, last_live=live, lat=pos[0], lon=pos[1]
-        )
+            d, last=t if t > d.last else d.last, last_live=live, lat=pos[0], lon=pos[1],
+            moving=moving,
+        )  # fmt: skip
         if inp.kind == "power_lost" and d.lost_at is None:
             d = msgspec.structs.replace(d, lost_at=t, lost_source="event", covered=False)
         elif inp.kind == "power_restored":
@@ -235,12 +246,13 @@ def _on_tick(
         ):
             mins = round(silence / 60.0, 1)
             msg = f"wired unit silent for {mins} min after losing power: removed"
+            at = new.last + timedelta(seconds=_silence_s(ctx, dev_id, cfg))
             out.append(
                 _sig(
                     REMOVED,
                     dev_id,
                     new,
-                    t,
+                    at,
                     Severity.CRITICAL,
                     msg,
                     silence_min=mins,

@@ -14,7 +14,15 @@ more than 5 km past the border), severity HIGH (*ours*):
   the 5 km margin is neutral (neither counts nor resets), so border jitter and
   a road that grazes the border never fire. This is the edge agent's
   hysteresis (``protocols.regions``), so the two agree.
-- resolved after 2 consecutive fixes back inside (``return_margin_m`` 0).
+- resolved after 2 consecutive fixes back inside (``return_margin_m`` 0) *from a
+  device that was seen outside during the episode*; inside fixes of the other
+  devices are neutral (*ours*). The detection report showed why: a wired unit
+  left on a decoy at home kept reporting inside every 10 min while the car,
+  with its hidden wireless unit, stood 220 km away in another province; each
+  decoy fix pair "resolved" the exit and each wireless wake opened a new one
+  (six alerts for one stay). That the two units disagree is
+  ``device_separation``'s business; the car has not come back until a unit
+  that was out says so.
 - the device's own ``region_exit`` event (raised offline by the edge agent)
   opens the episode when none is open, and is recorded as confirmation when
   one is; ``region_return`` resolves an open episode. Whichever comes first
@@ -78,6 +86,8 @@ class RegionExitState(msgspec.Struct, frozen=True, kw_only=True):
     max_outside_m: float = 0.0
     device_event: datetime | None = None  # the device's own region_exit for the open episode
     return_run: int = 0
+    run_devices: tuple[str, ...] = ()  # devices of the fixes counted in ``run``
+    out_devices: tuple[str, ...] = ()  # devices seen outside during the open episode
 
 
 def _exit_evidence(s: RegionExitState, cfg: RegionExitConfig) -> dict[str, JsonValue]:
@@ -107,6 +117,7 @@ def _on_region_event(
             opened=ev.time,
             max_outside_m=float(dist) if isinstance(dist, int | float) else 0.0,
             device_event=ev.time,
+            out_devices=(ev.device_id,),
         )
         evidence = _exit_evidence(s, cfg) | {"source": "device", "device": detail}
         msg = "the tracker reports leaving the allowed area"
@@ -137,7 +148,14 @@ def step_region_exit(
     if s.episode:
         if outside > cfg.return_margin_m:
             worst = max(s.max_outside_m, outside)
-            return replace(s, last_fix=inp.time, return_run=0, max_outside_m=worst), []
+            seen = s.out_devices
+            if inp.device_id not in seen:
+                seen = (*seen, inp.device_id)
+            return replace(
+                s, last_fix=inp.time, return_run=0, max_outside_m=worst, out_devices=seen
+            ), []
+        if s.out_devices and inp.device_id not in s.out_devices:
+            return replace(s, last_fix=inp.time), []  # a unit that never left: neutral
         if s.return_run + 1 < n:
             return replace(s, last_fix=inp.time, return_run=s.return_run + 1), []
         evidence = _exit_evidence(s, cfg) | {
@@ -154,15 +172,18 @@ def step_region_exit(
         return replace(s, last_fix=inp.time), []  # near the border: neutral
     run_start = s.run_start or inp.time
     worst = max(s.max_outside_m, outside)
+    devices = s.run_devices if inp.device_id in s.run_devices else (*s.run_devices, inp.device_id)
     if s.run + 1 < n:
         return replace(
-            s, last_fix=inp.time, run=s.run + 1, run_start=run_start, max_outside_m=worst
-        ), []
+            s, last_fix=inp.time, run=s.run + 1, run_start=run_start, max_outside_m=worst,
+            run_devices=devices,
+        ), []  # fmt: skip
     s = RegionExitState(
         last_fix=inp.time,
         episode=f"region_exit:{stamp(inp.time)}",
         opened=inp.time,
         max_outside_m=worst,
+        out_devices=devices,
     )
     evidence = _exit_evidence(s, cfg) | {
         "source": "fixes",
@@ -239,6 +260,7 @@ REGION_EXIT = Rule(
     step=step_region_exit,
     raises=("region_exit",),
     description="Car more than 5 km outside its loan's allowed area for 2 fixes",
+    events=frozenset({"region_exit", "region_return"}),
 )
 FORBIDDEN_ZONE = Rule(
     name="forbidden_zone",
@@ -247,4 +269,5 @@ FORBIDDEN_ZONE = Rule(
     step=step_forbidden_zone,
     raises=("forbidden_zone",),
     description="Car inside a zone the lender forbids for 2 fixes",
+    events=frozenset(),
 )

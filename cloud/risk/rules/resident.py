@@ -411,4 +411,5 @@ RESIDENT = Rule(
     step=step_resident,
     raises=("resident_learned", "not_home", "relocation", "night_anomaly"),
     description="Learns where the car sleeps; not home, relocation and night anomalies",
+    events=frozenset(),
 )

@@ -16,6 +16,19 @@ max(2 km, 3 x combined accuracy).
   earlier fix of the other device is always its latest one, so the bounded
   history each device keeps is exactly one fix: one distance per fix, none
   when the other device has reported nothing for the window.
+- **Held position** (ours): a unit parked in a car park sends no fix at all
+  (HDOP > 5: the gate drops every one) but keeps sending heartbeats, for days.
+  A thief who moves the wired unit to a decoy in that car park leaves the
+  cloud with the wired unit's last fix (the car park entrance) and nothing
+  newer to compare with. So a unit's latest fix is *held*: each live heartbeat
+  of that unit reporting the ignition off (``detail["ignition"] is False``,
+  the terminal status a JT/T 808 "not positioned" report carries) and sent
+  after its latest fix re-dates that fix to the heartbeat's time, at
+  speed 0. The car could not have been driven with the ignition off, and had
+  it left the car park the receiver would have fixed again; the 2 km floor
+  covers the way from the entrance to the parking spot. A heartbeat with the
+  ignition on, a late one (stored: the link was down) or one without an
+  ignition reading (a wireless unit has no ignition line) holds nothing.
 - **Confirmation**: one bad fix must not raise it, and a sparse wireless fix is
   compared twice (with the wired fix before and after it). So a run of
   disagreeing comparisons raises **high** (a unit left on a decoy is the classic
@@ -41,9 +54,18 @@ import msgspec
 from msgspec import Meta
 
 from cloud.risk.geo import distance_m
-from cloud.risk.model import Action, FixIn, JsonValue, RuleInput, Severity, Signal, VehicleContext
+from cloud.risk.model import (
+    Action,
+    EventIn,
+    FixIn,
+    JsonValue,
+    RuleInput,
+    Severity,
+    Signal,
+    VehicleContext,
+)
 from cloud.risk.rules.base import Rule
-from cloud.risk.rules.device_common import UERE_M, accuracy_m, episode, stamp
+from cloud.risk.rules.device_common import UERE_M, accuracy_m, episode, is_late, stamp
 
 NAME = "device_separation"
 Positive = Annotated[float, Meta(gt=0)]
@@ -165,9 +187,22 @@ def _compare(
     return msgspec.structs.replace(st, key=key)
 
 
+def _hold(state: SeparationState, ev: EventIn) -> SeparationState:
+    """A live event saying the ignition is off re-dates the unit's latest fix (module doc)."""
+    seen = state.latest.get(ev.device_id)
+    if seen is None or ev.time <= seen.t or ev.detail.get("ignition") is not False:
+        return state
+    if is_late(ev):
+        return state
+    held = Seen(ev.time, seen.lat, seen.lon, seen.acc_m, 0.0)
+    return msgspec.structs.replace(state, latest={**state.latest, ev.device_id: held})
+
+
 def step(
     state: SeparationState, inp: RuleInput, ctx: VehicleContext, cfg: SeparationConfig
 ) -> tuple[SeparationState, Sequence[Signal]]:
+    if type(inp) is EventIn:
+        return _hold(state, inp), ()
     if type(inp) is not FixIn:
         return state, ()
     t = inp.time
@@ -188,4 +223,5 @@ RULE: Rule[SeparationState, SeparationConfig] = Rule(
     raises=(NAME,),
     description="Wired and wireless units disagree: fixes within 10 min more than "
     "max(2 km, 3x combined accuracy) apart",
+    events=frozenset({"heartbeat"}),  # the ignition-off reports that hold a fix
 )

@@ -17,12 +17,17 @@ Findings per fix (thresholds from ``DOMAIN.md``, the same as
 
 The edge agent's fix gate (``edge/gate.py``) drops ``jump_too_fast`` and
 ``time_in_future`` fixes and keeps its last accepted fix as the reference, so a
-sustained spoof never reaches the cloud as fixes. Proposed contract for the
-agent: once its gate has dropped such fixes for a while (say 30 s in a row), it
-raises an event (any kind, e.g. ``gnss_fault``) with ``detail["reason"]`` set to
-the gate's reason and, when known, the dropped position and ``implied_kmh``.
-Such an event counts here as a confirmed teleport (``jump_too_fast``) or as a
-``time_ahead`` finding (``time_in_future``).
+sustained spoof never reaches the cloud as fixes (the detection report missed
+every spoofed car for that reason). The device contract
+(``protocols/README.md``, implemented by the simulator's firmware): once the
+gate has refused fixes for one of those reasons for 30 s with no fix accepted
+in between, the device raises ``spoofing_suspected`` once per episode with
+``detail["reason"]`` (the gate's reason), the refused position
+(``rejected_lat``/``rejected_lon``), ``implied_kmh``, ``jump_km``, ``dropped``
+and ``since``; the event's own position is the last accepted fix. It counts
+here as a confirmed teleport (``jump_too_fast``: **high** at once; 30 s of
+refusals is no multipath jump, those last 1-5 s) or as a ``time_ahead``
+finding (``time_in_future``). Other events never count.
 
 A confirmed teleport raises **high** at once. The other findings are weaker
 (one bad NMEA field happens): ``min_findings`` (2) fixes with findings within
@@ -61,6 +66,7 @@ NAME = "spoofing"
 Positive = Annotated[float, Meta(gt=0)]
 TIME_AHEAD = "time_ahead"  # protocols.plausibility finding stored in FixIn.flags
 _EDGE_DROPS = frozenset({"jump_too_fast", "time_in_future"})  # edge/gate.py drop reasons
+SUSPECTED = "spoofing_suspected"  # the device's event after sustained gate refusals
 # Metres per degree of latitude, rounded up: |dlat| + |dlon| in degrees times this
 # bounds the distance from above, so a pair under the bound is nearer than that.
 _M_PER_DEG = 111_320.0
@@ -215,6 +221,11 @@ def _on_edge_drop(tr: Track, ev: EventIn, cfg: SpoofingConfig) -> tuple[Track, l
         return _weak(tr, ev, [TIME_AHEAD], cfg)
     evidence: dict[str, JsonValue] = {"finding": "teleport", "source": "edge_gate"}
     evidence.update({k: v for k, v in ev.detail.items() if k != "reason"})
+    if ev.lat is not None and ev.lon is not None:
+        evidence["from"] = [ev.lat, ev.lon]
+    lat, lon = ev.detail.get("rejected_lat"), ev.detail.get("rejected_lon")
+    if isinstance(lat, float) and isinstance(lon, float):
+        evidence["to"] = [lat, lon]
     msg = "the tracker dropped impossible positions (teleport seen on the device)"
     return _raise(tr, ev, Severity.HIGH, msg, evidence)
 
@@ -232,7 +243,7 @@ def step(
         return SpoofingState(devices={**state.devices, inp.device_id: new}), out
     if type(inp) is EventIn:
         tr = state.devices.get(inp.device_id)
-        if tr is None or inp.detail.get("reason") not in _EDGE_DROPS:
+        if tr is None or inp.kind != SUSPECTED or inp.detail.get("reason") not in _EDGE_DROPS:
             return state, ()
         new, out = _on_edge_drop(tr, inp, cfg)
         return SpoofingState(devices={**state.devices, inp.device_id: new}), out
@@ -259,4 +270,5 @@ RULE: Rule[SpoofingState, SpoofingConfig] = Rule(
     raises=(NAME,),
     description="Impossible motion: > 250 km/h, implied > 300 km/h, altitude outside "
     "-200..6000 m, GNSS time > 10 min ahead",
+    events=frozenset({SUSPECTED}),
 )

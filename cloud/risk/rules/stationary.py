@@ -202,4 +202,5 @@ LONG_STATIONARY = Rule(
     step=step_stationary,
     raises=("long_stationary",),
     description="Car not moved for 3 / 7 days, higher when away from where it sleeps",
+    events=frozenset(),
 )

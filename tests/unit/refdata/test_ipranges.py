@@ -67,6 +67,15 @@ def test_unknown_private_and_garbage(lookup: IpLookup) -> None:
     assert lookup.info("hello") is None
 
 
+def test_a_curated_range_applies_to_non_global_addresses_too() -> None:
+    """A lender's table may name a private APN's ranges (and the simulator's table names
+    RFC 5737 documentation ranges); only the public database is skipped for them."""
+    ranges, _ = parse_ip_csv(io.StringIO("cidr,province\n10.64.0.0/10,320000\n", newline=""))
+    lookup = IpLookup(IpIndex(ranges))
+    assert lookup.info("10.64.1.2") == IpInfo("320000", False, False)
+    assert lookup.info("10.1.2.3") is None
+
+
 def test_places_answers_through_the_protocol(lookup: IpLookup) -> None:
     places = Places.from_records()
     places = Places(places.regions, places.pois, lookup)

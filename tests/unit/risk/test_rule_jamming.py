@@ -7,6 +7,7 @@ from cloud.risk.rules.jamming import RULE
 from tests.unit.risk.device_fakes import (
     T0,
     WIRED,
+    WIRELESS,
     Timeline,
     assert_restart_safe,
     drive,
@@ -19,14 +20,17 @@ from tests.unit.risk.device_fakes import (
 KEY = f"jamming:{WIRED}:2025-03-04T01:30:00Z"
 
 
-def jammed(*, agent: bool = True, heartbeats: bool = False, back: float = 20.0) -> Timeline:
+def jammed(
+    *, agent: bool = True, heartbeats: bool = False, back: float = 20.0, sats: int | None = 2
+) -> Timeline:
     """Driving with a fix every 15 s until T0; then no fix until T0 + ``back`` minutes."""
     tl = Timeline(T0).drive(m(-10), m(0), s(15), speed_kmh=60.0)
     if agent:  # what the edge watchdog raises with the link up
         tl.event(s(75), "jamming_suspected", link_up=True)
         tl.event(m(5) + s(15), "gnss_fault", link_up=True)
-    if heartbeats:
-        tl.heartbeats(m(2), m(back) - s(1), m(2))
+    if heartbeats:  # the firmware's heartbeat says how many satellites the receiver uses
+        detail = {} if sats is None else {"sats": sats}
+        tl.heartbeats(m(2), m(back) - s(1), m(2), ignition=True, **detail)
     return tl.drive(m(back), m(back + 5), s(15), speed_kmh=60.0, heading_deg=0.0)
 
 
@@ -42,13 +46,60 @@ def test_agent_evidence_warns_then_escalates_then_resolves() -> None:
     assert sigs[-1].evidence["lost_s"] == 1200
 
 
-def test_heartbeats_alone_are_enough() -> None:
+def test_heartbeats_reporting_no_satellites_are_enough() -> None:
     _, sigs = drive(RULE, jammed(agent=False, heartbeats=True).inputs())
     assert [(x.severity, x.time - T0) for x in sigs[:2]] == [
         (Severity.WARN, m(2)),
         (Severity.HIGH, m(6)),
     ]
     assert sigs[0].evidence["evidence"] == "heartbeat"
+    assert sigs[0].evidence["sats"] == 2
+
+
+def test_heartbeats_without_a_satellite_count_only_show_the_link() -> None:
+    _, sigs = drive(RULE, jammed(agent=False, heartbeats=True, sats=None).inputs())
+    assert sigs == []
+
+
+def test_car_park_entered_at_speed_with_the_engine_running_is_not_jamming() -> None:
+    """Seen in the detection report (13 false alarms in 6 cars): the car drives into a
+    car park at 37 km/h and stands there with the engine on. The receiver keeps 5-10
+    satellites at HDOP 5-12, the gate drops every fix, heartbeats keep arriving."""
+    tl = Timeline(T0).drive(m(-10), m(0), s(15), speed_kmh=37.0)
+    tl.heartbeats(m(2), h(1), m(2), ignition=True, sats=8, ext_v=12.8)
+    tl.drive(h(1) + m(1), h(1) + m(5), s(15))
+    _, sigs = drive(RULE, tl.inputs())
+    assert sigs == []
+
+
+def test_spoofed_positions_dropped_by_the_gate_are_not_jamming() -> None:
+    """The gate refuses teleported fixes; the receiver still uses 14 satellites."""
+    tl = Timeline(T0).drive(m(-10), m(0), s(15), speed_kmh=60.0)
+    tl.heartbeats(m(2), m(12), m(2), ignition=True, sats=14)
+    tl.event(m(1), "spoofing_suspected", reason="jump_too_fast", link_up=True)
+    _, sigs = drive(RULE, tl.inputs())
+    assert sigs == []
+
+
+def test_a_wireless_unit_waking_in_a_moving_car_is_searching_not_jammed() -> None:
+    """Its last fix (hours ago, at speed) does not arm the next wake."""
+    tl = Timeline(T0).drive(m(-5), m(0), m(1), device=WIRELESS, kind="wireless")
+    tl.event(h(6), "session", device=WIRELESS, dev_kind="wireless", ip="198.51.100.1")
+    tl.event(h(6), "heartbeat", device=WIRELESS, dev_kind="wireless", sats=0)
+    tl.drive(h(6) + s(30), h(6) + m(4), m(1), device=WIRELESS, kind="wireless")
+    _, sigs = drive(RULE, tl.inputs())
+    assert sigs == []
+
+
+def test_a_live_gnss_fault_while_driving_opens_it() -> None:
+    tl = Timeline(T0).drive(m(-10), m(0), s(15), speed_kmh=60.0)
+    tl.event(m(5), "gnss_fault", link_up=True).heartbeats(m(6), m(10), m(2), sats=13)
+    tl.drive(m(11), m(15), s(15))
+    _, sigs = drive(RULE, tl.inputs())
+    assert [(x.action, x.severity, x.time - T0) for x in sigs] == [
+        (Action.OPEN, Severity.HIGH, m(5)),
+        (Action.RESOLVE, Severity.HIGH, m(11)),
+    ]
 
 
 def test_short_loss_under_a_bridge_is_noise() -> None:

@@ -34,10 +34,10 @@ def parked_then_silent(hours: float) -> Timeline:
 
 def test_wired_silence_info_warn_high_one_episode() -> None:
     _, sigs = drive(RULE, parked_then_silent(25).inputs())
-    assert [(x.severity, x.time - T0) for x in sigs] == [
-        (Severity.INFO, m(31)),
-        (Severity.WARN, h(6) + m(1)),
-        (Severity.HIGH, h(24) + m(1)),
+    assert [(x.severity, x.time - T0) for x in sigs] == [  # dated at each threshold,
+        (Severity.INFO, m(30)),  # not at the next tick (m(31), h(6) + m(1), ...)
+        (Severity.WARN, h(6)),
+        (Severity.HIGH, h(24)),
     ]
     assert keys(sigs) == {KEY_0930}  # escalation re-uses the episode
     assert sigs[0].evidence["last_seen"] == "2025-03-04T01:30:00Z"
@@ -55,7 +55,7 @@ def test_normal_parked_pattern_and_jitter_never_fire() -> None:
 def test_heartbeat_period_sets_the_wired_threshold() -> None:
     ctx = make_ctx(Device(WIRED, "wired", heartbeat_s=1200))  # 2 x 20 min = 40 min
     _, sigs = drive(RULE, parked_then_silent(1).inputs(), ctx)
-    assert [x.time - T0 for x in sigs] == [m(41)]
+    assert [x.time - T0 for x in sigs] == [m(40)]
 
 
 def test_wireless_two_missed_reports_then_four() -> None:
@@ -69,8 +69,19 @@ def test_wireless_two_missed_reports_then_four() -> None:
     _, sigs = drive(RULE, tl.inputs(), ctx)
     last = T0 + h(18) + m(4)
     assert [(x.severity, x.time - last) for x in sigs] == [
-        (Severity.WARN, h(12) + m(36)),  # 2 x 6 h + 30 min grace, at the next 10-min tick
-        (Severity.HIGH, h(24) + m(36)),
+        (Severity.WARN, h(12) + m(30)),  # 2 x 6 h + 30 min grace (seen at a 10-min tick)
+        (Severity.HIGH, h(24) + m(30)),
+    ]
+
+
+def test_one_late_tick_dates_the_episode_like_live_ticks() -> None:
+    """A replay or backtest ticks once, at the end: one signal, at the severity reached,
+    dated when the device became offline (the alert's fired_at a live run gives)."""
+    tl = Timeline(T0 - h(2))
+    tl.park(m(0), h(2), m(10)).heartbeats(m(1), h(2) - m(1)).tick(h(2 + 30))
+    _, sigs = drive(RULE, tl.inputs())
+    assert [(x.severity, x.time - T0, x.episode) for x in sigs] == [
+        (Severity.HIGH, m(30), KEY_0930)
     ]
 
 

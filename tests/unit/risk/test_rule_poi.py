@@ -174,3 +174,40 @@ def test_small_poi_radius_is_raised_to_100_m() -> None:
     _, signals = run(step_poi, PoiState(), t.fixes, ctx, CFG)
     assert [s.rule for s in signals] == ["risk_poi_visit", "risk_poi_stay"]
     assert signals[0].evidence["radius_m"] == 100.0
+
+
+def _engine_on(t: Track, at: tuple[float, float], n: int) -> Track:
+    """``n`` fixes 15 s apart at ``at`` with the engine running (a car that is not parked)."""
+    t.move_to(at)
+    for _ in range(n):
+        t.wait(timedelta(seconds=15)).fix(ignition=True)
+    return t
+
+
+def test_waiting_at_the_lights_beside_a_pawnshop_is_not_a_visit() -> None:
+    """Seen in the detection report: 3 fixes 15 s apart at 0 km/h, engine running, inside
+    the pawnshop's area (a red light at the corner); then the car drives on."""
+    t = Track(T0, HOME).park(timedelta(hours=1), every_s=(600.0, 600.0))
+    t.wait(timedelta(minutes=10)).fix(offset(*_at(PAWN), 0.0, -400.0), 8.0, ignition=True)
+    _engine_on(t, offset(*_at(PAWN), 0.0, -60.0), 3)
+    t.wait(timedelta(seconds=15)).fix(offset(*_at(PAWN), 0.0, 300.0), 8.0, ignition=True)
+    t.wait(timedelta(seconds=15)).fix(offset(*_at(PAWN), 0.0, 500.0), 8.0, ignition=True)
+    _, signals = run(step_poi, PoiState(), t.fixes, CTX, CFG)
+    assert signals == []
+
+
+def test_a_stop_with_the_engine_running_for_three_minutes_is_a_visit() -> None:
+    t = Track(T0, HOME).park(timedelta(hours=1), every_s=(600.0, 600.0))
+    _engine_on(t, _at(PAWN), 14)
+    first_inside = t.fixes[-14].time
+    _, signals = run(step_poi, PoiState(), t.fixes, CTX, CFG)
+    assert [(s.rule, s.time - first_inside) for s in opens(signals)] == [
+        ("risk_poi_visit", timedelta(minutes=3))
+    ]
+
+
+def test_parking_with_the_engine_off_is_a_visit_at_once() -> None:
+    t = Track(T0, HOME).park(timedelta(hours=1), every_s=(600.0, 600.0))
+    _engine_on(t, _at(PAWN), 1).wait(timedelta(seconds=20)).fix(ignition=False)
+    _, signals = run(step_poi, PoiState(), t.fixes, CTX, CFG)
+    assert [(s.rule, s.time) for s in opens(signals)] == [("risk_poi_visit", t.fixes[-1].time)]

@@ -44,6 +44,17 @@ def test_parked_cut_is_high_at_once_and_resolves_on_restore() -> None:
     assert sigs[0].lat is not None
 
 
+def test_cut_in_a_car_park_is_parked_by_the_heartbeats_ignition() -> None:
+    """Seen in the detection report: the last fix is the car park entrance at 30 km/h; the
+    heartbeats since say the ignition is off. A cut there is a parked cut: high at once."""
+    tl = Timeline(T0 - h(1)).drive(m(0), m(5), s(15), speed_kmh=30.0, ext_v=14.0)
+    tl.heartbeats(m(7), h(1) - s(1), ignition=False, sats=8, ext_v=12.6)
+    tl.event(h(1), "power_lost", ext_v=0.0).heartbeats(h(1) + m(2), h(2), ignition=False)
+    _, sigs = drive(RULE, tl.inputs())
+    assert [(x.rule, x.severity, x.time - T0) for x in sigs] == [("power_cut", Severity.HIGH, m(0))]
+    assert sigs[0].evidence["parked"] is True
+
+
 def test_moving_glitch_under_five_seconds_is_debounced() -> None:
     tl = Timeline(T0).drive(m(0), m(10), s(15), ext_v=14.0)
     tl.event(m(2) + s(1), "power_lost", ext_v=0.0).event(m(2) + s(4), "power_restored", ext_v=13.9)
@@ -96,6 +107,21 @@ def test_cut_then_silence_is_removed() -> None:
     assert sigs[1].episode == GONE_KEY
 
 
+def test_removal_is_dated_when_the_silence_was_long_enough_however_late_the_tick() -> None:
+    """Seen in the detection report: a replay ticks once, at the end; the alert must carry
+    the time a live worker ticking every minute would have given it (cut + 12 + 20 min)."""
+    one_tick = parked().event(h(1), "power_lost", ext_v=0.0).heartbeats(h(1) + m(2), h(1) + m(12))
+    one_tick.tick(h(30))
+    _, late = drive(RULE, one_tick.inputs())
+    _, live = drive(RULE, unplugged().inputs())
+    assert [(x.rule, x.time - T0) for x in late] == [("power_cut", m(0)),
+                                                      ("device_removed", m(32))]  # fmt: skip
+    assert [(x.episode, x.time) for x in late] == [(x.episode, x.time) for x in live]
+    seen = late[1].evidence["silence_min"]
+    assert isinstance(seen, float)
+    assert seen > 24 * 60  # what the tick saw
+
+
 def test_blind_area_is_neither_cut_nor_removed() -> None:
     tl = Timeline(T0 - h(1)).park(m(0), h(1), m(10), ext_v=12.5).heartbeats(m(1), h(1))
     tl.event(h(1) + m(5), "gnss_fault", link_up=False)
@@ -131,6 +157,7 @@ def test_rerun_without_ticks_raises_the_same_removal_from_stored_data() -> None:
         ("device_removed", Action.OPEN, GONE_KEY),
         ("device_removed", Action.RESOLVE, GONE_KEY),
     ]
+    assert sigs[1].time - T0 == m(32)  # dated like the live tick, not by the record
 
 
 def test_late_burst_after_a_live_removal_resolves_it() -> None:

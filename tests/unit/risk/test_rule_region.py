@@ -243,3 +243,26 @@ def test_location_rules_register_with_configs_the_engine_can_override() -> None:
         assert (
             msgspec.msgpack.decode(msgspec.msgpack.encode(initial), type=rule.state_type) == initial
         )
+
+
+def test_a_decoy_unit_at_home_neither_resolves_nor_splits_the_exit() -> None:
+    """Seen in the detection report (six alerts for one stay): the wired unit, left on a
+    decoy at home, reports inside every 10 min; the car's hidden wireless unit wakes every
+    6 h in Hangzhou. One exit, resolved only when the wireless unit is back inside."""
+    decoy = Track(T0, SHANGHAI).park(timedelta(hours=40), every_s=(600.0, 600.0))
+    car = Track(T0, HANGZHOU, device="wireless-1", kind="wireless")
+    for _ in range(5):
+        car.wait(timedelta(hours=6))
+        for _ in range(3):
+            car.wait(timedelta(minutes=1)).fix()
+    car.move_to(SHANGHAI).wait(timedelta(hours=6))
+    for _ in range(3):
+        car.wait(timedelta(minutes=1)).fix()
+    inputs = ordered(decoy.fixes, car.fixes)
+    _, signals = run(step_region_exit, RegionExitState(), inputs, CTX, CFG)
+    assert [(s.action, s.device_id) for s in signals] == [
+        (Action.OPEN, "wireless-1"),
+        (Action.RESOLVE, "wireless-1"),
+    ]
+    assert signals[0].time == car.fixes[1].time
+    assert signals[1].time == car.fixes[-2].time

@@ -48,6 +48,48 @@ def test_near_decoy_needs_a_second_wireless_fix() -> None:
     assert sigs[0].episode == f"device_separation:{WIRELESS}:2025-03-04T07:30:00Z"
 
 
+def car_park_decoy(ignition: bool, wireless_at: tuple[float, ...] = (6, 12)) -> Timeline:
+    """Seen in the detection report: the car drove into a car park at home (its last wired
+    fix is the entrance, at speed); from then on the wired unit, moved to a decoy there,
+    sends only heartbeats: the gate drops every fix (HDOP > 5). The car leaves with its
+    wireless unit, which wakes far away."""
+    tl = Timeline(T0).drive(m(-5), m(0), s(15), speed_kmh=30.0, heading_deg=0.0)
+    tl.heartbeats(m(2), h(24), m(2), ignition=ignition, sats=8, ext_v=12.6)
+    for hours in wireless_at:
+        for k in range(3):
+            tl.fix(h(hours) + m(k), device=WIRELESS, kind="wireless", pos=MARKET)
+    return tl
+
+
+def test_car_park_decoy_with_the_ignition_off_fires_on_the_first_wake() -> None:
+    _, sigs = drive(RULE, car_park_decoy(ignition=False).inputs(), CTX)
+    assert [(x.action, x.severity, x.time - T0) for x in sigs] == [
+        (Action.OPEN, Severity.HIGH, h(6) + m(1))
+    ]
+    assert isinstance(dist := sigs[0].evidence["distance_m"], int)
+    assert dist > 140_000
+
+
+def test_a_held_position_needs_the_ignition_off() -> None:
+    """Heartbeats with the engine running (or without an ignition reading) hold nothing:
+    the car may be driving with a blind receiver."""
+    _, sigs = drive(RULE, car_park_decoy(ignition=True).inputs(), CTX)
+    assert sigs == []
+
+
+def test_both_units_in_a_car_park_then_driving_together_is_quiet() -> None:
+    """The commuter's night: the wired unit's position is held in the car park, the
+    wireless unit wakes there without a fix; in the morning both fix again together."""
+    tl = Timeline(T0).drive(m(-5), m(0), s(15), speed_kmh=30.0, heading_deg=0.0)
+    tl.heartbeats(m(2), h(8), m(2), ignition=False, sats=8)
+    tl.drive(h(8) + m(1), h(9), s(15), speed_kmh=40.0, heading_deg=0.0)
+    on_the_way = offset(*HOME, 40.0 / 3.6 * 19 * 60, 0.0)  # where the car is at h(8) + m(20)
+    tl.drive(h(8) + m(20), h(8) + m(24), m(1), device=WIRELESS, kind="wireless",
+             pos=on_the_way, speed_kmh=40.0, heading_deg=0.0, ignition=None)  # fmt: skip
+    _, sigs = drive(RULE, tl.inputs(), CTX)
+    assert sigs == []
+
+
 def test_one_bad_wireless_fix_is_not_enough() -> None:
     tl = decoy((6, 18), HOME).fix(
         h(12) + m(3), device=WIRELESS, kind="wireless", pos=offset(*HOME, 4000.0, 0.0)

@@ -82,12 +82,14 @@ def test_restart_safe() -> None:
     assert [x.action for x in sigs] == [Action.OPEN, Action.RESOLVE, Action.OPEN]
 
 
-def test_teleports_dropped_by_the_edge_gate_count_when_the_agent_reports_them() -> None:
-    """Proposed agent contract: after sustained gate drops, an event naming the reason."""
-    tl = Timeline(T0).drive(m(-10), m(0), s(15)).heartbeats(m(1), m(9))
-    tl.event(m(1), "gnss_fault", reason="jump_too_fast", lat=39.9, lon=116.4, dropped=30)
-    tl.event(m(2), "gnss_fault", reason="jump_too_fast", dropped=90)  # same episode
-    tl.event(m(3), "gnss_fault", link_up=True)  # an ordinary fault says nothing
+def test_teleports_dropped_by_the_edge_gate_count_when_the_device_reports_them() -> None:
+    """Seen in the detection report: the gate refused every spoofed fix, so the cloud saw
+    only heartbeats. The device contract: ``spoofing_suspected`` after 30 s of refusals."""
+    tl = Timeline(T0).drive(m(-10), m(0), s(15)).heartbeats(m(1), m(9), sats=14)
+    tl.event(m(1), "spoofing_suspected", pos=HOME, reason="jump_too_fast", rejected_lat=39.9,
+             rejected_lon=116.4, implied_kmh=99999, dropped=30)  # fmt: skip
+    tl.event(m(2), "spoofing_suspected", reason="jump_too_fast", dropped=90)  # same episode
+    tl.event(m(3), "gnss_fault", reason="jump_too_fast")  # only the contract's event counts
     tl.drive(m(10), m(15), s(15), pos=offset(*HOME, 0.0, 8300.0)).ticks(m(15), h(1), m(5))
     _, sigs = drive(RULE, tl.inputs())
     assert [(x.action, x.severity, x.time - T0) for x in sigs] == [
@@ -95,15 +97,17 @@ def test_teleports_dropped_by_the_edge_gate_count_when_the_agent_reports_them() 
         (Action.RESOLVE, Severity.HIGH, m(35)),
     ]
     assert sigs[0].evidence["source"] == "edge_gate"
-    assert sigs[0].evidence["lat"] == 39.9
+    assert sigs[0].evidence["to"] == [39.9, 116.4]
+    assert sigs[0].evidence["from"] == list(HOME)
+    assert (sigs[0].lat, sigs[0].lon) == HOME  # where the car really was
 
 
 def test_future_times_dropped_by_the_edge_gate_are_weak_findings() -> None:
     tl = Timeline(T0).park(m(0), h(1))
-    tl.event(m(5), "gnss_fault", reason="time_in_future")
+    tl.event(m(5), "spoofing_suspected", reason="time_in_future")
     _, sigs = drive(RULE, tl.inputs())
     assert sigs == []
-    tl.event(m(9), "gnss_fault", reason="time_in_future")
+    tl.event(m(9), "spoofing_suspected", reason="time_in_future")
     _, sigs = drive(RULE, tl.inputs())
     assert [(x.action, x.severity, x.time - T0) for x in sigs] == [
         (Action.OPEN, Severity.WARN, m(9)),
