@@ -68,7 +68,8 @@ def _grid_shape(n_edges: int, width: float, height: float) -> tuple[int, int]:
     if width <= 0.0 or height <= 0.0:
         side = min(_MAX_SIDE, cells)
         return (side, 1) if width > 0.0 else (1, side) if height > 0.0 else (1, 1)
-    nx = max(1, min(_MAX_SIDE, round(math.sqrt(cells * width / height))))
+    # Clamped before rounding: a subnormal height makes the ratio overflow to infinity.
+    nx = max(1, round(min(float(_MAX_SIDE), math.sqrt(cells * width / height))))
     ny = max(1, min(_MAX_SIDE, math.ceil(cells / nx)))
     return nx, ny
 

@@ -80,6 +80,14 @@ def test_grid_walk_equals_the_full_ray_cast(
             assert index.contains(x, y) is reference(rings, x, y), (x, y)
 
 
+def test_a_sliver_thinner_than_any_normal_float_still_indexes() -> None:
+    """Found by the property test above: width / height overflowed to infinity."""
+    sliver = closed([(0.0, 0.0), (0.0, 0.0), (1.0, 5e-324)])
+    index = RingIndex([sliver])
+    assert index.contains(0.5, 0.5) is False
+    assert index.contains(2.0, 0.0) is False
+
+
 def test_symmetric_shapes_do_not_put_grid_corners_on_edges() -> None:
     bowtie = closed([(0, 0), (2, 2), (2, 0), (0, 2)])
     index = RingIndex([bowtie])
