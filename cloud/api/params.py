@@ -60,3 +60,23 @@ async def json_body(request: web.Request, typ: type[T]) -> T:
         raise ApiError(400, "invalid_request", str(exc)) from None
     except msgspec.DecodeError:
         raise ApiError(400, "invalid_request", "the body is not valid JSON") from None
+
+
+def query_params(request: web.Request, typ: type[T]) -> T:
+    """The query string decoded as the Struct ``typ`` (strings converted: ``?limit=50``).
+
+    The Struct is also what the route declares as ``query=`` for the OpenAPI
+    document. An unknown or repeated parameter, or a value of the wrong type or
+    out of its bounds, is ``400 invalid_parameter`` naming it.
+    """
+    seen: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in seen:
+            raise ApiError(400, "invalid_parameter", f"{key} is given more than once")
+        if "\x00" in value:
+            raise ApiError(400, "invalid_parameter", f"{key} contains a NUL character")
+        seen[key] = value
+    try:
+        return msgspec.convert(seen, type=typ, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_parameter", str(exc)) from None

@@ -69,11 +69,30 @@ class RoutePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteDoc:
+    """What the OpenAPI document says of a route; the same types validate the request.
+
+    ``query`` and ``body`` are msgspec Structs: a handler reads them with
+    :func:`cloud.api.params.query_params` and :func:`cloud.api.params.json_body`,
+    so what is documented is what is enforced. ``response`` is the 2xx body's
+    type (a Struct, a list of one, or None for a free-form JSON object).
+    """
+
+    summary: str = ""
+    query: type | None = None
+    body: type | None = None
+    response: object = None
+    status: int = 200
+    errors: tuple[str, ...] = ()  # stable error codes this route may answer with
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     method: str
     path: str
     handler: Handler
     policy: RoutePolicy
+    doc: RouteDoc = field(default_factory=RouteDoc)
 
 
 @dataclass(slots=True)
@@ -89,6 +108,12 @@ class Routes:
         *,
         roles: Iterable[str] = (),
         scope: Scope = Scope.TENANT,
+        summary: str = "",
+        query: type | None = None,
+        body: type | None = None,
+        response: object = None,
+        status: int = 200,
+        errors: Iterable[str] = (),
     ) -> Callable[[Handler], Handler]:
         if method not in METHODS:
             msg = f"method {method!r} is not one of {sorted(METHODS)}"
@@ -96,7 +121,9 @@ class Routes:
         policy = RoutePolicy(frozenset(roles), scope)
 
         def register(handler: Handler) -> Handler:
-            self.specs.append(RouteSpec(method, path, handler, policy))
+            first_line = (handler.__doc__ or "").strip().split("\n", 1)[0]
+            doc = RouteDoc(summary or first_line, query, body, response, status, tuple(errors))
+            self.specs.append(RouteSpec(method, path, handler, policy, doc))
             return handler
 
         return register
