@@ -11,17 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _config(path: Path) -> object | None:
-    from cloud.config import load_config
-    from protocols.configfile import ConfigError
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return None
+from cloud.cli_common import load_or_report, setup_logging
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -33,12 +23,10 @@ def serve(args: argparse.Namespace) -> int:
     from cloud.config import CloudConfig
     from cloud.secrets_io import dsn_with_password, secret
 
-    cfg = _config(args.config)
+    cfg = load_or_report(args.config)
     if not isinstance(cfg, CloudConfig):
         return 2
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(cfg)
     if not cfg.api.cookie_secure and cfg.api.host not in ("127.0.0.1", "::1", "localhost"):
         logging.getLogger(__name__).warning(
             "[api] cookie_secure = false on %s: session cookies will cross the network in "
@@ -62,7 +50,7 @@ def create_key(args: argparse.Namespace) -> int:
     from cloud.config import CloudConfig
     from cloud.secrets_io import dsn_with_password, secret
 
-    cfg = _config(args.config)
+    cfg = load_or_report(args.config)
     if not isinstance(cfg, CloudConfig):
         return 2
     with psycopg.connect(dsn_with_password(cfg.database.dsn, secret(cfg.database.password))) as c:
@@ -110,7 +98,7 @@ def user_create(args: argparse.Namespace) -> int:
     from cloud.api.users import UserError, create_user
     from cloud.config import CloudConfig
 
-    cfg = _config(args.config)
+    cfg = load_or_report(args.config)
     if not isinstance(cfg, CloudConfig):
         return 2
     password = _read_password(args.password_file)
@@ -133,7 +121,7 @@ def user_disable(args: argparse.Namespace) -> int:
     from cloud.api.users import UserError, disable_user
     from cloud.config import CloudConfig
 
-    cfg = _config(args.config)
+    cfg = load_or_report(args.config)
     if not isinstance(cfg, CloudConfig):
         return 2
     with psycopg.connect(_db(cfg)) as conn:

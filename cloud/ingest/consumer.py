@@ -24,16 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from cloud.ingest.model import Delivery
+from cloud.mqtt_session import connect_persistent, new_client
 from protocols.topics import Channel, shared, wildcard
 
 log = logging.getLogger(__name__)
-
-SESSION_EXPIRY_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +61,9 @@ class IngestConsumer:
         self._generation = 0
         self._connected = threading.Event()
         self._lock = threading.Lock()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.tls_ca:
-            client.tls_set(ca_certs=settings.tls_ca)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client = new_client(settings.client_id, username=settings.username,
+                            password=settings.password, tls_ca=settings.tls_ca,
+                            manual_ack=True)  # fmt: skip
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -86,17 +74,13 @@ class IngestConsumer:
         return self._client
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.settings.receive_maximum
-        self._client.connect_async(
+        connect_persistent(
+            self._client,
             self.settings.host,
             self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=props,
+            keepalive_s=self.settings.keepalive_s,
+            receive_maximum=self.settings.receive_maximum,
         )
-        self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)

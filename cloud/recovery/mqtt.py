@@ -28,12 +28,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 from prometheus_client import Counter
 
 from cloud.metrics import REGISTRY
+from cloud.mqtt_session import connect_persistent, new_client
 from cloud.recovery.commands import PublishError, record_ack
 from protocols.errors import SchemaError
 from protocols.messages import CommandAck, SignedCommand, decode, encode
@@ -42,7 +41,6 @@ from protocols.topics import Channel, device_topic, parse_topic, shared, wildcar
 log = logging.getLogger(__name__)
 
 ACK_GROUP = "vgr-recovery"
-SESSION_EXPIRY_S = 3600
 
 COMMAND_ACKS = Counter(
     "vgr_command_acks",
@@ -65,18 +63,8 @@ class BrokerSettings:
 
 
 def _client(settings: BrokerSettings, *, manual_ack: bool = False) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=manual_ack,
-    )
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password)
-    if settings.tls_ca:
-        client.tls_set(ca_certs=settings.tls_ca)
-    client.reconnect_delay_set(min_delay=1, max_delay=10)
-    return client
+    return new_client(settings.client_id, username=settings.username, password=settings.password,
+                      tls_ca=settings.tls_ca, manual_ack=manual_ack)  # fmt: skip
 
 
 class MqttCommandPublisher:
@@ -200,17 +188,13 @@ class AckListener:
         self._client = client
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.receive_maximum
-        self._client.connect_async(
+        connect_persistent(
+            self._client,
             self.settings.host,
             self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=props,
+            keepalive_s=self.settings.keepalive_s,
+            receive_maximum=self.receive_maximum,
         )
-        self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
