@@ -293,8 +293,8 @@ class Tracker:
         blind = self._active(self._blinds, t)
         link = self._link(t, state, blind)
         if link != s.link_up or (s.first and self.spec.kind is TrackerKind.WIRED):
-            io.append(Link(up=link))
             s.sessions += int(link)
+            io.append(Link(up=link, ip=self.ip_for_session(s.sessions) if link else None))
             s.link_up = link
         s.first = False
         nmea = tuple(self.receiver.epoch(self._true_state(t, state, blind, antenna_ok)))

@@ -12,7 +12,7 @@ object per line, tagged by ``signal``. The agent turns them into events
 | ``tamper`` | ``source`` light/case | light sensor or case-open switch |
 | ``battery`` | ``batt_v``, ``low`` | backup or main battery |
 | ``antenna`` | ``state`` cut/ok | GNSS antenna |
-| ``link`` | ``up`` | the cellular modem has (or lost) coverage |
+| ``link`` | ``up``, ``ip`` | the cellular modem has (or lost) coverage; its address when up |
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Antenna(Struct, frozen=True, kw_only=True, tag_field="signal", tag="antenn
 
 class Link(Struct, frozen=True, kw_only=True, tag_field="signal", tag="link"):
     up: bool
+    ip: Annotated[str, Meta(max_length=45)] | None = None  # the modem's address (AT+CGPADDR)
 
 
 HwSignal = Power | Ignition | Tamper | Battery | Antenna | Link

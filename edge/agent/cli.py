@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             handler=agent.on_message,
             status=agent.status,
+            on_connect=agent.on_uplink_connected,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ agent records goes into the outbox first; nothing is sent that is not stored.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ import msgspec
 
 from edge import __version__
 from edge.agent import reporting, watchdog
+from edge.agent.backlog import BacklogMarks
 from edge.agent.commands import NonceBook, chase_request
 from edge.agent.trust import Trust, evaluate, read_material, store_material
 from edge.agent.uplink import NotConnectedError, Uplink
@@ -109,6 +111,8 @@ class Agent:
         self.exit_code = 0
         self.uplink = uplink
         self._pipeline: Pipeline | None = None
+        self.backlog = BacklogMarks()  # seqs of this boot stored while the modem had no link
+        self.modem_ip: str | None = None  # the modem's address in its current link session
 
     # ------------------------------------------------------------------ recording
     def now(self) -> datetime:
@@ -126,6 +130,8 @@ class Agent:
             self.counts[f"unsendable_{exc.reason}"] += 1
             log.warning("record refused by the wire schema: %s", exc)
             return None
+        if self.uplink is not None and not self.uplink.link_up:
+            self.backlog.mark(stored.message.seq)
         evicted = self.outbox.pop_evicted()
         if evicted:
             self.counts["outbox_evicted"] += evicted
@@ -271,6 +277,9 @@ class Agent:
                 self.emit(EventKind.ANTENNA_CUT)
         elif isinstance(sig, hwio.Link):
             self.watch = watchdog.with_io(self.watch, link_up=sig.up)
+            self.modem_ip = _valid_ip(sig.ip) if sig.up else None
+            if sig.up and sig.ip is not None and self.modem_ip is None:
+                self.counts["io_bad_ip"] += 1
             if self.uplink is not None:
                 self.uplink.set_link(sig.up)
 
@@ -400,14 +409,9 @@ class Agent:
                 wake.clear()
                 await _wait_any(wake, within=1.0)
                 continue
-            if kind == "fix":
-                fixes = [r.message for r in batch if isinstance(r.message, Fix)]
-                payload, channel = encode(FixBatch(v=SCHEMA_VERSION, fixes=fixes)), Channel.FIX
-            else:
-                evs = [r.message for r in batch if isinstance(r.message, Event)]
-                payload, channel = encode(EventBatch(v=SCHEMA_VERSION, events=evs)), Channel.EVENT
             try:
-                await up.publish(channel, payload)
+                for channel, payload in self._batch_payloads(kind, batch):
+                    await up.publish(channel, payload)
             except NotConnectedError:
                 continue
             self.counts[f"sent_{kind}"] += len(batch)
@@ -419,6 +423,32 @@ class Agent:
                 await _wait_any(self.acked, within=min(1.0, deadline - time.monotonic()))
             if len(self.recent_acks) > 1000:
                 self.recent_acks = self.recent_acks[-100:]
+
+    def _batch_payloads(self, kind: str, batch: list[StoredRecord]) -> list[tuple[Channel, bytes]]:
+        """The batch as one or two messages: the blind-area backlog flagged, the rest live."""
+        boot = self.outbox.boot_id
+        held = [r.message for r in batch
+                if r.message.boot_id == boot and r.message.seq in self.backlog]  # fmt: skip
+        live = [r.message for r in batch
+                if not (r.message.boot_id == boot and r.message.seq in self.backlog)]  # fmt: skip
+        out: list[tuple[Channel, bytes]] = []
+        for part, backlog in ((held, True), (live, False)):
+            if not part:
+                continue
+            if kind == "fix":
+                fixes = [m for m in part if isinstance(m, Fix)]
+                out.append((Channel.FIX, encode(FixBatch(v=SCHEMA_VERSION, fixes=fixes,
+                                                         backlog=backlog))))  # fmt: skip
+            else:
+                evs = [m for m in part if isinstance(m, Event)]
+                out.append((Channel.EVENT, encode(EventBatch(v=SCHEMA_VERSION, events=evs,
+                                                             backlog=backlog))))  # fmt: skip
+        return out
+
+    def on_uplink_connected(self) -> None:
+        """A new broker session: say from which address (the cloud checks its province)."""
+        if self.modem_ip is not None:
+            self.emit(EventKind.SESSION, {"ip": self.modem_ip})
 
     async def heartbeat(self) -> None:
         assert self.uplink is not None
@@ -502,3 +532,13 @@ async def _wait_any(event: asyncio.Event, within: float) -> None:
         await asyncio.wait_for(event.wait(), timeout=max(0.0, within))
     except TimeoutError:
         return
+
+
+def _valid_ip(text: str | None) -> str | None:
+    """The modem's address if it is an IP literal (the I/O shim is not trusted blindly)."""
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None

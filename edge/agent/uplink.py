@@ -51,10 +51,12 @@ class Uplink:
         *,
         handler: Handler,
         status: Callable[[], Status],
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._s = settings
         self._handler = handler
         self._status = status
+        self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self._link_up = asyncio.Event()
@@ -127,6 +129,8 @@ class Uplink:
         await client.publish(
             device_topic(dev, Channel.STATUS), encode(self._status()), qos=1, retain=True
         )
+        if self._on_connect is not None:
+            self._on_connect()
         self.connected.set()
         log.info("uplink connected to %s:%d as %s", self._s.host, self._s.port, dev)
 

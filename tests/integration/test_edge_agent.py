@@ -218,6 +218,45 @@ def test_hardware_signals_become_events_and_bad_lines_are_counted(tmp_path: Path
     assert agent.ignition is True
 
 
+def test_records_held_in_a_blind_area_go_out_flagged_backlog_and_sessions_name_the_modem_ip(
+    tmp_path: Path,
+) -> None:
+    """Stored while the modem had no link: the backlog batch; afterwards: live; SESSION ip."""
+    from edge.agent.uplink import Uplink, UplinkSettings
+    from protocols.messages import EventBatch
+
+    trust_files(tmp_path)
+    cfg = parse_config(config(tmp_path, gnss=tmp_path / "none"), environ={}, source="test")
+    from edge.agent.trust import load_keyring
+
+    agent = Agent(cfg, keyring=load_keyring(cfg.trust.platform_keys))
+    agent.uplink = Uplink(
+        UplinkSettings(host="127.0.0.1", port=1, device_id=DEVICE, username=DEVICE,
+                       password=None, ca_file=None, tls=False, keepalive_s=30,
+                       backoff_min_s=1, backoff_max_s=1),
+        handler=agent.on_message, status=agent.status, on_connect=agent.on_uplink_connected,
+    )  # fmt: skip
+    agent.on_signal(hwio.Link(up=True, ip="not an address"))
+    assert agent.counts["io_bad_ip"] == 1
+    assert agent.modem_ip is None
+    agent.emit(EventKind.TAMPER, {"source": "case"})  # live
+    agent.on_signal(hwio.Link(up=False))
+    agent.emit(EventKind.POWER_LOST, {"ext_v": 0.1})  # in the blind area
+    agent.emit(EventKind.POWER_RESTORED, {"ext_v": 12.5})
+    agent.on_signal(hwio.Link(up=True, ip="112.64.3.9"))
+    agent.on_uplink_connected()  # what the uplink calls on each new broker session
+    agent.emit(EventKind.ANTENNA_CUT)  # live again
+
+    batch = agent.outbox.take_batch("event", 100, resend_after_s=0)
+    sent = [decode(payload, EventBatch) for _, payload in agent._batch_payloads("event", batch)]
+    agent.outbox.close()
+    assert [(b.backlog, [e.kind for e in b.events]) for b in sent] == [
+        (True, [EventKind.POWER_LOST, EventKind.POWER_RESTORED]),
+        (False, [EventKind.TAMPER, EventKind.SESSION, EventKind.ANTENNA_CUT]),
+    ]
+    assert dict(sent[1].events[1].detail) == {"ip": "112.64.3.9"}
+
+
 # ---------------------------------------------------------------- signed commands over MQTT
 
 
