@@ -152,6 +152,9 @@ class RiskSettings(_Section):
     tick_interval_s: float = Field(default=60.0, gt=0)  # time-passing sweep for silence rules
     snapshot_days: float = Field(default=7.0, gt=0)  # how late data may be and still re-run
     suppress_s: float = Field(default=3600.0, ge=0)  # same rule, same vehicle after resolve
+    # How often the worker looks for ended China days to score with the anomaly model
+    # (docs/anomaly-model.md); 0 turns daily scoring off (run `vgr cloud score-days` instead).
+    daily_scoring_check_s: float = Field(default=600.0, ge=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9103, ge=0, lt=65536)  # 0: no /metrics endpoint
 

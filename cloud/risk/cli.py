@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                     tick_interval_s=settings.tick_interval_s,
                     should_stop=stop.is_set,
                     on_round=on_round,
+                    daily_check_s=settings.daily_scoring_check_s,
                 )
         except psycopg.OperationalError as exc:
             log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)

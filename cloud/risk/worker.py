@@ -17,17 +17,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
 import psycopg
 
 from cloud.metrics import RISK_INPUTS, RISK_LAG, RISK_REPLAYS, RISK_RULE_ERRORS
-from cloud.risk import alerts, scoring, store
+from cloud.risk import alerts, daily, scoring, store
 from cloud.risk.context import NoPlaces, load_contexts
 from cloud.risk.engine import RuleConfigs, VehicleState, default_configs, run
 from cloud.risk.fleet_rules import run_gathering, visits_from
+from cloud.risk.geo import CHINA_TZ
 from cloud.risk.model import DeviceKind, PlaceLookup, Signal, VehicleContext
 from cloud.risk.rules.gathering import GatheringConfig, PoiVisit
 
@@ -213,6 +214,10 @@ class RiskWorker:
             log.info("vehicle %s: re-ran %d inputs after late data", vehicle, result.inputs)
         return result.signals
 
+    def score_days(self, today: date) -> list[daily.DailyOutcome]:
+        """The anomaly model's scoring of ended days that are due (:mod:`cloud.risk.daily`)."""
+        return daily.score_due(self.conn, self.notify, today=today)
+
     def prune(self) -> int:
         with self.conn.transaction():
             return store.prune_snapshots(
@@ -227,10 +232,13 @@ def run_forever(
     tick_interval_s: float,
     should_stop: Any,
     on_round: Any = None,
+    daily_check_s: float = 0.0,
 ) -> None:
-    """Rounds until ``should_stop()``; sweeps ticks every ``tick_interval_s``; prunes hourly."""
+    """Rounds until ``should_stop()``; sweeps ticks every ``tick_interval_s``; prunes hourly;
+    every ``daily_check_s`` (0: never) scores the ended days due for the anomaly model."""
     next_tick = time.monotonic() + tick_interval_s
     next_prune = time.monotonic() + 3600.0
+    next_daily = time.monotonic() + min(daily_check_s, 60.0)
     while not should_stop():
         stats = worker.round()
         if on_round is not None:
@@ -242,5 +250,8 @@ def run_forever(
         if now >= next_prune:
             worker.prune()
             next_prune = now + 3600.0
+        if daily_check_s and now >= next_daily:
+            worker.score_days(datetime.now(CHINA_TZ).date())
+            next_daily = now + daily_check_s
         if stats.vehicles == 0:
             time.sleep(poll_interval_s)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Iterator, Sequence
-from datetime import date, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 
 from cloud.risk.anomaly import cli
 from cloud.risk.anomaly.features import FEATURE_NAMES
+from cloud.risk.geo import CHINA_TZ
 from cloud.risk.model import FixIn
 from cloud.storage.migrate import migrate
 from tests.unit.risk.test_anomaly_support import at, drive, end_of, park
@@ -250,3 +251,61 @@ def test_score_days_without_a_model(config: Path, capsys: pytest.CaptureFixture[
     _, err = capsys.readouterr()
     assert code == cli.EXIT_NO_DATA
     assert "no anomaly model" in err
+
+
+def test_the_worker_scores_ended_days_once_and_raises_the_vehicle_risk(
+    config: Path, fleet_db: str
+) -> None:
+    """Daily scoring (cloud.risk.daily): what `score-days` does, run by the risk worker."""
+    from cloud.risk import daily
+
+    assert _train(config, "--seed", "2") == 0
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def notify(
+        _conn: Any,
+        _tenant: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+    ) -> str:
+        sent.append((event_type, dict(payload)))
+        return message_id or "m"
+
+    today = ODD_DAY + timedelta(days=1)
+    soon_after = datetime.combine(today, time(2, 0), tzinfo=CHINA_TZ)  # the check after midnight
+    with psycopg.connect(fleet_db, autocommit=True) as conn:
+        version = (conn.execute("SELECT max(version) FROM anomaly_models").fetchone() or [0])[0]
+        outcomes = daily.score_due(conn, notify, today=today, now=lambda: soon_after)
+        assert [(o.tenant_id, o.days, o.scored) for o in outcomes] == [
+            (TENANT, tuple(ODD_DAY - timedelta(days=i) for i in reversed(range(7))), CARS * 7)
+        ]
+        flagged = conn.execute(
+            "SELECT DISTINCT v.vin FROM anomaly_scores s JOIN vehicles v ON v.id = s.vehicle_id "
+            "WHERE s.model_version = %s AND s.is_anomaly AND s.day = %s",
+            (version, ODD_DAY),
+        ).fetchall()
+        assert [int(vin[5:]) for (vin,) in flagged] == [ODD_CAR]
+        risk = conn.execute(
+            "SELECT r.reasons FROM vehicle_risk r JOIN vehicles v ON v.id = r.vehicle_id "
+            "WHERE v.vin = %s",
+            (f"LSVAX{ODD_CAR:012d}",),
+        ).fetchone()
+        assert risk is not None
+        assert "anomaly_model" in str(risk[0])
+        assert daily.score_due(conn, notify, today=today, now=lambda: soon_after) == []
+    assert [e for e, _ in sent] == ["vehicle.risk_changed"]  # the band went up
+
+
+def test_days_to_score_catch_up_at_most_a_week() -> None:
+    from cloud.risk.daily import days_to_score
+
+    today = date(2025, 3, 20)
+    assert days_to_score(None, today) == [date(2025, 3, d) for d in range(13, 20)]
+    assert days_to_score(date(2025, 3, 17), today) == [date(2025, 3, 18), date(2025, 3, 19)]
+    assert days_to_score(date(2025, 3, 19), today) == []
+    assert days_to_score(date(2025, 1, 1), today, catch_up=2) == [
+        date(2025, 3, 18),
+        date(2025, 3, 19),
+    ]
