@@ -91,8 +91,10 @@ class ApiSettings(_Section):
     max_concurrent_hashes: int = Field(default=4, ge=1, le=256)
     # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks of reverse proxies).
     trusted_proxies: tuple[str, ...] = ()
+    # Clients that may scrape GET /metrics (no session: Prometheus); others get 403.
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allow")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from cloud.api import alerts, audit, auth, lending, vehicles
+from cloud.api import alerts, audit, auth, cockpit, lending, prometheus, vehicles
 from cloud.api.clientip import parse_networks
 from cloud.api.errors import json_errors, no_store
 from cloud.api.middleware import access_control
@@ -29,6 +29,8 @@ ROUTE_TABLES: tuple[Routes, ...] = (
     vehicles.routes,
     audit.routes,
     lending.routes,
+    cockpit.routes,
+    prometheus.routes,
 )
 
 
@@ -63,6 +65,7 @@ def build_app(
     for spec in route_specs():
         policies[app.router.add_route(spec.method, spec.path, spec.handler)] = spec.policy
     app[POLICIES] = policies
+    prometheus.install(app)  # /metrics: allowed networks, request counts
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(

@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from cloud.ingest.model import FixRow, Work
+from cloud.storage import counters
 from cloud.webhooks import derive_message_id, enqueue
 
 _MODE = {"2d": 2, "3d": 3}
@@ -293,4 +294,7 @@ class BatchWriter:
                     "INSERT INTO risk_inbox (vehicle_ids, tenant_ids, since) VALUES (%s, %s, %s)",
                     inbox,
                 )
+            counters.add(conn, counters.ingest_counts(  # /metrics counts commit with the rows
+                (r.tenant_id for r in new_fixes), (t for _, t, _ in stored_events),
+                ((q.tenant_id, q.reason) for q in work.quarantine)))  # fmt: skip
         return Written(new_fixes, new_events, len(work.quarantine))

@@ -24,6 +24,7 @@ import psycopg
 
 from cloud.metrics import ALERTS_OPENED
 from cloud.risk.model import Action, Severity, Signal
+from cloud.storage import counters
 
 Conn = psycopg.Connection[Any]
 
@@ -176,6 +177,7 @@ def apply(
         return
     _history(conn, row[0], "opened", None, "open")
     ALERTS_OPENED.labels(tenant=tenant_id, rule=signal.rule).inc()
+    counters.alert_opened(conn, tenant_id, signal.rule)  # /metrics, in this transaction
     _notify(conn, notify, tenant_id, "alert.opened", row[0])
     if signal.rule == "offline" and signal.device_id is not None:
         evidence = dict(signal.evidence)
