@@ -14,7 +14,23 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from cloud.api import alerts, audit, auth, cockpit, lending, prometheus, vehicles
+from cloud.api import (
+    alerts,
+    audit,
+    auth,
+    cockpit,
+    devices,
+    lending,
+    loans,
+    people,
+    pois,
+    policies,
+    prometheus,
+    regions,
+    tenants,
+    tracks,
+    vehicles,
+)
 from cloud.api.clientip import parse_networks
 from cloud.api.errors import json_errors, no_store
 from cloud.api.middleware import access_control
@@ -29,6 +45,14 @@ ROUTE_TABLES: tuple[Routes, ...] = (
     vehicles.routes,
     audit.routes,
     lending.routes,
+    tenants.routes,
+    people.routes,
+    tracks.routes,
+    policies.routes,
+    loans.routes,
+    devices.routes,
+    regions.routes,
+    pois.routes,
     cockpit.routes,
     prometheus.routes,
 )
@@ -65,6 +89,7 @@ def build_app(
     for spec in route_specs():
         policies[app.router.add_route(spec.method, spec.path, spec.handler)] = spec.policy
     app[POLICIES] = policies
+    app[regions.BASEMAPS] = regions.BasemapCache()  # encoded basemaps, made on demand
     prometheus.install(app)  # /metrics: allowed networks, request counts
 
     async def database(app: web.Application) -> AsyncIterator[None]:

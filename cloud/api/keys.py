@@ -14,7 +14,15 @@ KEY_BYTES = 32
 MAX_PRESENTED_CHARS = 256
 
 Conn = psycopg.Connection[Any]
-__all__ = ["ApiKeyError", "Caller", "caller_by_key", "create_integration_key", "key_hash"]
+__all__ = [
+    "ApiKeyError",
+    "Caller",
+    "caller_by_key",
+    "create_integration_key",
+    "issue_integration_key",
+    "key_hash",
+    "revoke_integration_key",
+]
 
 
 class ApiKeyError(Exception):
@@ -30,6 +38,11 @@ def key_hash(key: str) -> str:
 
 def create_integration_key(conn: Conn, tenant_id: str, username: str) -> str:
     """A new integration user with its key (printed once); refuses an existing name."""
+    return issue_integration_key(conn, tenant_id, username)[1]
+
+
+def issue_integration_key(conn: Conn, tenant_id: str, username: str) -> tuple[int, str]:
+    """Like :func:`create_integration_key`, also returning the new user's id."""
     key = "vgr_" + secrets.token_urlsafe(KEY_BYTES)
     with conn.transaction():
         if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone() is None:
@@ -39,12 +52,26 @@ def create_integration_key(conn: Conn, tenant_id: str, username: str) -> str:
         ).fetchone()
         if taken is not None:
             raise ApiKeyError("user_exists", f"{tenant_id}/{username} exists; pick another name")
-        conn.execute(
+        row = conn.execute(
             "INSERT INTO users (tenant_id, username, role, api_key_hash) "
-            "VALUES (%s, %s, 'integration', %s)",
+            "VALUES (%s, %s, 'integration', %s) RETURNING id",
             (tenant_id, username, key_hash(key)),
-        )
-    return key
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), key
+
+
+def revoke_integration_key(conn: Conn, tenant_id: str, user_id: int) -> str | None:
+    """Disable an integration user and forget its key hash; its name, or None if no such key.
+
+    Idempotent: revoking a revoked key answers its name again.
+    """
+    row = conn.execute(
+        "UPDATE users SET disabled = true, api_key_hash = NULL WHERE id = %s AND tenant_id = %s "
+        "AND role = 'integration' RETURNING username",
+        (user_id, tenant_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 async def caller_by_key(conn: psycopg.AsyncConnection[Any], key: str) -> Caller | None:

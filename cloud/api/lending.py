@@ -7,6 +7,10 @@ same answer as a loan that does not exist). It returns risk, not location.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import msgspec
 from aiohttp import web
 
 from cloud.api.errors import ApiError, json_response
@@ -17,7 +21,33 @@ routes = Routes()
 _MAX_CONTRACT = 64
 
 
-@routes("GET", "/v1/loans/{contract_id}/risk", roles={"integration"})
+class OpenAlert(msgspec.Struct):
+    id: int
+    rule: str
+    severity: str
+    status: str
+    fired_at: datetime
+    message: str
+
+
+class LoanRisk(msgspec.Struct):
+    """The answer of ``GET /v1/loans/{contract_id}/risk`` (documentation; built as a dict)."""
+
+    loan_id: int
+    contract_id: str
+    loan_status: str
+    vehicle_id: int | None
+    vin: str | None
+    score: float
+    band: str
+    reasons: list[Any]
+    scored_at: datetime | None
+    open_alerts: list[OpenAlert]  # newest first, at most 20
+
+
+@routes("GET", "/v1/loans/{contract_id}/risk", roles={"integration"}, response=LoanRisk,
+        summary="A loan's current risk score, band, reasons and open alerts",
+        errors=("loan_not_found",))  # fmt: skip
 async def loan_risk(request: web.Request) -> web.Response:
     caller = request[CALLER]
     contract = request.match_info["contract_id"]

@@ -63,3 +63,13 @@ async def vehicle_visible(conn: AConn, caller: Caller, vehicle_id: int) -> bool:
         {"vid": vehicle_id, **visible_params(caller)},
     )
     return await cur.fetchone() is not None
+
+
+def vehicle_visible_sync(conn: psycopg.Connection[Any], caller: Caller, vehicle_id: int) -> bool:
+    """:func:`vehicle_visible` on a blocking connection (for routes run in worker threads)."""
+    cur = conn.execute(
+        "SELECT 1 FROM vehicles v WHERE v.id = %(vid)s AND v.tenant_id = %(tenant)s AND "  # noqa: S608
+        + VISIBLE_VEHICLE_SQL.format(col="v.id"),
+        {"vid": vehicle_id, **visible_params(caller)},
+    )
+    return cur.fetchone() is not None

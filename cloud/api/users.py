@@ -65,7 +65,8 @@ async def store_rehash(conn: AConn, user_id: int, old_hash: str, new_hash: str) 
 
 
 def create_user(conn: Conn, passwords: Passwords, tenant_id: str, username: str, role: str,
-                password: str, *, actor: str = "cli") -> int:  # fmt: skip
+                password: str, *, actor: str = "cli", actor_id: int | None = None,
+                ip: str | None = None) -> int:  # fmt: skip
     """A new person who logs in with ``password``; UserError if it cannot be created."""
     if role not in PEOPLE:
         raise UserError("invalid_role", f"role must be one of {', '.join(sorted(PEOPLE))}")
@@ -86,7 +87,7 @@ def create_user(conn: Conn, passwords: Passwords, tenant_id: str, username: str,
         ).fetchone()
         if row is None:
             raise UserError("user_exists", f"{tenant_id}/{username} exists")
-        entry = audit.Entry("user_created", tenant_id, None, actor, None, "user", str(row[0]),
+        entry = audit.Entry("user_created", tenant_id, actor_id, actor, ip, "user", str(row[0]),
                             {"username": username, "role": role})  # fmt: skip
         audit.write_sync(conn, entry)
     return int(row[0])
@@ -106,3 +107,51 @@ def disable_user(conn: Conn, tenant_id: str, username: str, *, actor: str = "cli
                             {"username": username, "sessions_ended": ended})  # fmt: skip
         audit.write_sync(conn, entry)
     return int(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """What an admin changes about a person (None: unchanged), and who the admin is."""
+
+    role: str | None = None
+    disabled: bool | None = None
+
+
+def update_user(conn: Conn, tenant_id: str, user_id: int, change: UserChange, *,
+                actor: str, actor_id: int | None, ip: str | None) -> None:  # fmt: skip
+    """Change a person's role or disabled flag, audited; disabling ends its sessions at once.
+
+    A new role applies to the person's next request (sessions read the role live).
+
+    UserError ``user_not_found`` (integration users too: they are managed as keys),
+    ``invalid_role``, or ``self_change`` when an admin would disable or demote itself.
+    """
+    if change.role is not None and change.role not in PEOPLE:
+        raise UserError("invalid_role", f"role must be one of {', '.join(sorted(PEOPLE))}")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT username, role, disabled FROM users WHERE id = %s AND tenant_id = %s "
+            "AND role <> 'integration' FOR UPDATE",
+            (user_id, tenant_id),
+        ).fetchone()
+        if row is None:
+            raise UserError("user_not_found", "no such user")
+        username, role, disabled = str(row[0]), str(row[1]), bool(row[2])
+        demoted = change.role is not None and change.role != role
+        if user_id == actor_id and (change.disabled or demoted):
+            raise UserError("self_change", "an admin cannot disable or demote itself")
+        if demoted:
+            conn.execute("UPDATE users SET role = %s WHERE id = %s", (change.role, user_id))
+            entry = audit.Entry("user_role_changed", tenant_id, actor_id, actor, ip, "user",
+                                str(user_id), {"username": username, "from_role": role,
+                                               "to_role": change.role})  # fmt: skip
+            audit.write_sync(conn, entry)
+        if change.disabled is not None and change.disabled != disabled:
+            conn.execute("UPDATE users SET disabled = %s WHERE id = %s", (change.disabled, user_id))
+            detail: dict[str, object] = {"username": username}
+            if change.disabled:
+                ended = conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,)).rowcount
+                detail["sessions_ended"] = ended
+            action = "user_disabled" if change.disabled else "user_enabled"
+            audit.write_sync(conn, audit.Entry(action, tenant_id, actor_id, actor, ip, "user",
+                                               str(user_id), detail))  # fmt: skip
