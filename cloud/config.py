@@ -89,6 +89,9 @@ class ApiSettings(_Section):
     argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
     argon2_parallelism: int = Field(default=4, ge=1, le=64)
     max_concurrent_hashes: int = Field(default=4, ge=1, le=256)
+    # Chase commands: the wait for the broker's CONNACK / PUBACK per tracker (the broker and
+    # the signing key are [mqtt] and registry.signing_key, as for `vgr cloud recovery`).
+    command_timeout_s: float = Field(default=5.0, gt=0, le=60)
     # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks of reverse proxies).
     trusted_proxies: tuple[str, ...] = ()
     # Clients that may scrape GET /metrics (no session: Prometheus); others get 403.

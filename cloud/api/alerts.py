@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import psycopg
@@ -21,9 +21,10 @@ from aiohttp import web
 from psycopg_pool import ConnectionPool
 
 from cloud.api import audit
-from cloud.api.cursor import PageError, decode_cursor, encode_cursor, page_params
+from cloud.api.cursor import encode_cursor
 from cloud.api.errors import ApiError, json_response
-from cloud.api.params import json_body, one_of, optional_text, path_id
+from cloud.api.pages import PageQuery, datetime_key
+from cloud.api.params import json_body, path_id, query_params
 from cloud.api.policy import Caller, Routes
 from cloud.api.scope import VISIBLE_VEHICLE_SQL, visible_params
 from cloud.api.state import CALLER, CLIENT_IP, POOL, SYNC_POOL
@@ -31,7 +32,7 @@ from cloud.risk.alerts import set_status
 from cloud.webhooks import enqueue
 
 routes = Routes()
-STATUSES = ("open", "acknowledged", "resolved")
+AlertStatus = Literal["open", "acknowledged", "resolved"]
 _VISIBLE = VISIBLE_VEHICLE_SQL.format(col="a.vehicle_id")
 _COLUMNS = (
     "a.id, a.vehicle_id, a.loan_id, a.device_id, a.rule, a.severity, a.status, a.resolution, "
@@ -46,6 +47,42 @@ class ChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")] = ""
 
 
+Rule = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[^\x00]*$")]
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
+class AlertQuery(PageQuery, forbid_unknown_fields=True, kw_only=True):
+    status: AlertStatus | None = None
+    rule: Rule | None = None  # empty: any rule
+
+
+class Alert(msgspec.Struct):
+    """An alert without its coordinates or evidence (positions are served by audited routes)."""
+
+    id: int
+    vehicle_id: int | None
+    loan_id: int | None
+    device_id: str | None
+    rule: str
+    severity: str
+    status: AlertStatus
+    resolution: str | None
+    fired_at: Timestamp
+    opened_at: Timestamp
+    updated_at: Timestamp
+    acknowledged_at: Timestamp | None
+    acknowledged_by: str | None
+    resolved_at: Timestamp | None
+    resolved_by: str | None
+    message: str
+    occurrences: int
+
+
+class AlertPage(msgspec.Struct):
+    items: list[Alert]
+    next_cursor: str | None
+
+
 def alert_doc(row: tuple[Any, ...]) -> dict[str, Any]:
     doc = dict(zip(_NAMES, row, strict=True))
     for key, value in doc.items():
@@ -54,27 +91,18 @@ def alert_doc(row: tuple[Any, ...]) -> dict[str, Any]:
     return doc
 
 
-def _after(cursor: str | None) -> tuple[datetime | None, int | None]:
-    if cursor is None:
-        return None, None
-    opened, alert_id = decode_cursor("alerts", cursor, (str, int))
-    try:
-        when = datetime.fromisoformat(str(opened))
-    except ValueError:
-        raise PageError("invalid_cursor", "cursor is not one this list handed out") from None
-    if when.tzinfo is None:
-        raise PageError("invalid_cursor", "cursor is not one this list handed out")
-    return when, int(alert_id)
-
-
-@routes("GET", "/v1/alerts", roles={"admin", "analyst", "recovery"})
+@routes(
+    "GET", "/v1/alerts", roles={"admin", "analyst", "recovery"},
+    summary="Alerts, newest first, without positions (recovery agents: their vehicles')",
+    query=AlertQuery, response=AlertPage,
+)  # fmt: skip
 async def list_alerts(request: web.Request) -> web.Response:
     caller = request[CALLER]
-    limit, cursor = page_params(request.query)
-    after_t, after_id = _after(cursor)
+    query = query_params(request, AlertQuery)
+    limit = query.limit
+    after_t, after_id = datetime_key("alerts", query.cursor)
     params = {
-        "status": one_of(request.query, "status", STATUSES),
-        "rule": optional_text(request.query, "rule", 64),
+        "status": query.status, "rule": query.rule or None,
         "after_t": after_t, "after_id": after_id, "limit": limit + 1,
         **visible_params(caller),
     }  # fmt: skip
@@ -127,11 +155,19 @@ async def _change(request: web.Request, to: str) -> web.Response:
     return json_response(doc)
 
 
-@routes("POST", "/v1/alerts/{id}/ack", roles={"admin", "analyst", "recovery"})
+@routes(
+    "POST", "/v1/alerts/{id}/ack", roles={"admin", "analyst", "recovery"},
+    summary="Acknowledge an alert (optional note)", body=ChangeRequest, response=Alert,
+    errors=("alert_not_found", "invalid_transition"),
+)  # fmt: skip
 async def acknowledge(request: web.Request) -> web.Response:
     return await _change(request, "acknowledged")
 
 
-@routes("POST", "/v1/alerts/{id}/resolve", roles={"admin", "analyst"})
+@routes(
+    "POST", "/v1/alerts/{id}/resolve", roles={"admin", "analyst"},
+    summary="Resolve an alert by hand (optional note); sends alert.resolved to webhooks",
+    body=ChangeRequest, response=Alert, errors=("alert_not_found", "invalid_transition"),
+)  # fmt: skip
 async def resolve(request: web.Request) -> web.Response:
     return await _change(request, "resolved")

@@ -18,18 +18,23 @@ from cloud.api import (
     alerts,
     audit,
     auth,
+    cases,
     cockpit,
+    commands,
     devices,
     lending,
     loans,
+    openapi,
     people,
     pois,
     policies,
     prometheus,
+    queue,
     regions,
     tenants,
     tracks,
     vehicles,
+    webhook_routes,
 )
 from cloud.api.clientip import parse_networks
 from cloud.api.errors import json_errors, no_store
@@ -38,6 +43,7 @@ from cloud.api.passwords import Passwords
 from cloud.api.policy import RoutePolicy, Routes, RouteSpec
 from cloud.api.state import PASSWORDS, POLICIES, POOL, SETTINGS, SYNC_POOL, TRUSTED_PROXIES
 from cloud.config import ApiSettings
+from cloud.webhooks.config import WebhookSettings
 
 ROUTE_TABLES: tuple[Routes, ...] = (
     auth.routes,
@@ -55,6 +61,11 @@ ROUTE_TABLES: tuple[Routes, ...] = (
     pois.routes,
     cockpit.routes,
     prometheus.routes,
+    queue.routes,
+    cases.routes,
+    commands.routes,
+    webhook_routes.routes,
+    openapi.routes,
 )
 
 
@@ -79,7 +90,11 @@ def build_app(
     pool_min: int = 1,
     pool_max: int = 8,
     sync_pool_max: int = 2,
+    commander: commands.CommanderFactory | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> web.Application:
+    """The API. ``commander`` makes what sends tracker commands (none: chase routes
+    answer 503); ``webhooks`` are the ``[webhooks]`` settings (SSRF guard, secret overlap)."""
     settings = settings or ApiSettings()
     app = web.Application(middlewares=[json_errors, access_control], client_max_size=64 * 1024)
     app[SETTINGS] = settings
@@ -91,6 +106,9 @@ def build_app(
     app[POLICIES] = policies
     app[regions.BASEMAPS] = regions.BasemapCache()  # encoded basemaps, made on demand
     prometheus.install(app)  # /metrics: allowed networks, request counts
+    app[commands.COMMANDER] = commander
+    app[webhook_routes.WEBHOOKS] = webhooks or WebhookSettings()
+    openapi.install(app, route_specs())  # GET /openapi.json, built once
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(

@@ -2,7 +2,10 @@
 
 Location is sensitive personal information under China's PIPL, so every
 route that returns a position writes ``viewed_location`` in the same
-transaction as it reads it (no audit row, no position). Rows are append-only
+transaction as it reads it (no audit row, no position); the fleet routes
+write ``viewed_locations`` (one row per call, the vehicle ids in ``detail``),
+``viewed_track`` and ``viewed_places`` the same way (docs/api-fleet.md lists
+their other actions: users, keys, loans, POIs, tenant). Rows are append-only
 (a trigger refuses UPDATE and DELETE). ``GET /v1/audit`` pages through one
 tenant's rows, newest first, for admins only.
 """
@@ -10,15 +13,18 @@ tenant's rows, newest first, for admins only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+import msgspec
 import psycopg
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from cloud.api.cursor import decode_cursor, encode_cursor, page_params
+from cloud.api.cursor import encode_cursor
 from cloud.api.errors import json_response
-from cloud.api.params import optional_text
+from cloud.api.pages import PageQuery, id_key
+from cloud.api.params import query_params
 from cloud.api.policy import Caller, Routes
 from cloud.api.state import CALLER, POOL
 
@@ -27,6 +33,32 @@ _INSERT = (
     "INSERT INTO audit_log (tenant_id, user_id, username, action, object_type, object_id, "
     "detail, ip) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+
+Filter = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[^\x00]*$")]
+
+
+class AuditQuery(PageQuery, forbid_unknown_fields=True, kw_only=True):
+    action: Filter | None = None  # e.g. viewed_location
+    object_type: Filter | None = None  # vehicle, alert, user, case, webhook_endpoint…
+    object_id: Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[^\x00]*$")] | None = None
+
+
+class AuditRow(msgspec.Struct):
+    id: int
+    time: datetime
+    user_id: int | None
+    username: str | None
+    action: str
+    object_type: str | None
+    object_id: str | None
+    detail: dict[str, Any]
+    ip: str | None
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditRow]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +93,18 @@ def write_sync(conn: psycopg.Connection[Any], entry: Entry) -> None:
     conn.execute(_INSERT, entry.params())
 
 
-@routes("GET", "/v1/audit", roles={"admin"})
+@routes(
+    "GET", "/v1/audit", roles={"admin"},
+    summary="The tenant's audit log, newest first (who saw which car's position, who changed what)",
+    query=AuditQuery, response=AuditPage,
+)  # fmt: skip
 async def list_audit(request: web.Request) -> web.Response:
     caller = request[CALLER]
-    limit, cursor = page_params(request.query)
-    after = None if cursor is None else int(decode_cursor("audit", cursor, (int,))[0])
-    filters = {k: optional_text(request.query, k, 64) for k in ("action", "object_type")}
-    object_id = optional_text(request.query, "object_id", 128)
+    query = query_params(request, AuditQuery)
+    limit = query.limit
+    after = id_key("audit", query.cursor)
+    filters = {"action": query.action or None, "object_type": query.object_type or None}
+    object_id = query.object_id or None
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(
             "SELECT id, time, user_id, username, action, object_type, object_id, detail, "

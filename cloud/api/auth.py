@@ -32,6 +32,23 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
+class SessionUser(msgspec.Struct):
+    id: int
+    tenant_id: str
+    username: str
+    role: str
+
+
+class SessionDoc(msgspec.Struct):
+    user: SessionUser
+    csrf_token: str  # send it in X-CSRF-Token on POST, PUT, PATCH and DELETE
+    expires_at: str  # the absolute timeout (ISO 8601)
+
+
+class LoggedOut(msgspec.Struct):
+    logged_out: bool
+
+
 def user_params(s: ApiSettings) -> throttle.ThrottleParams:
     return throttle.ThrottleParams(s.login_user_free, s.login_delay_base_s, s.login_delay_max_s,
                                    s.login_window_s)  # fmt: skip
@@ -61,7 +78,11 @@ def _failure_reason(user: users.LoginUser | None, password_ok: bool) -> str:
     return "ok" if password_ok else "wrong_password"
 
 
-@routes("POST", "/v1/auth/login", scope=Scope.PUBLIC)
+@routes(
+    "POST", "/v1/auth/login", scope=Scope.PUBLIC,
+    summary="Log in: sets the vgr_session cookie and returns the CSRF token",
+    body=LoginRequest, response=SessionDoc, errors=("invalid_credentials", "too_many_attempts"),
+)  # fmt: skip
 async def login(request: web.Request) -> web.Response:
     body = await json_body(request, LoginRequest)
     settings, pool, ip = request.app[SETTINGS], request.app[POOL], request[CLIENT_IP]
@@ -113,12 +134,14 @@ def _session(request: web.Request) -> sessions.Session:
     return request[SESSION]
 
 
-@routes("GET", "/v1/auth/me", roles=PEOPLE, scope=Scope.SELF)
+@routes("GET", "/v1/auth/me", roles=PEOPLE, scope=Scope.SELF,
+        summary="Who is logged in, with the session's CSRF token", response=SessionDoc)  # fmt: skip
 async def me(request: web.Request) -> web.Response:
     return json_response(_session_doc(_session(request)))
 
 
-@routes("POST", "/v1/auth/logout", roles=PEOPLE, scope=Scope.SELF)
+@routes("POST", "/v1/auth/logout", roles=PEOPLE, scope=Scope.SELF,
+        summary="End the session", response=LoggedOut)  # fmt: skip
 async def logout(request: web.Request) -> web.Response:
     session, caller = _session(request), request[CALLER]
     async with request.app[POOL].connection() as conn, conn.transaction():

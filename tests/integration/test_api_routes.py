@@ -32,8 +32,17 @@ def world(fresh_db: str) -> World:
     return build_world(fresh_db)
 
 
+# The routes these hand-written checks cover; test_api_matrix.py checks every route of
+# /openapi.json the same way (roles, tenants, recovery scope) from generic fixtures.
+SAMPLED = frozenset({
+    "/v1/auth/login", "/v1/auth/me", "/v1/auth/logout", "/v1/alerts", "/v1/alerts/{id}/ack",
+    "/v1/alerts/{id}/resolve", "/v1/vehicles/{id}/position", "/v1/audit",
+    "/v1/loans/{contract_id}/risk",
+})  # fmt: skip
+
+
 def sample_path(spec: RouteSpec, w: World, obj: str = "assigned") -> str:
-    """A concrete path for each route; a new route must be added here (the test says so)."""
+    """A concrete path for each route of :data:`SAMPLED`."""
     paths = {
         "/v1/auth/login": "/v1/auth/login",
         "/v1/auth/me": "/v1/auth/me",
@@ -56,7 +65,7 @@ async def callers(client: Client, w: World, tenant: str = TENANT) -> dict[str, A
     return out
 
 
-PROTECTED = [s for s in route_specs() if s.policy.scope is not Scope.PUBLIC]
+PROTECTED = [s for s in route_specs() if s.policy.scope is not Scope.PUBLIC and s.path in SAMPLED]
 
 
 async def test_role_matrix_over_every_route(world: World) -> None:
