@@ -33,9 +33,26 @@ def serve(args: argparse.Namespace) -> int:
             "clear; use it only for a local plain-http demo",
             cfg.api.host,
         )
+    from cloud.api.commands import commander_from_config
+    from cloud.recovery.cli import UsageError
+
+    try:
+        commander = commander_from_config(cfg, timeout_s=cfg.api.command_timeout_s)
+    except UsageError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    if commander is None:
+        logging.getLogger(__name__).warning(
+            "no registry.signing_key: chase-mode commands are refused (503 commands_unavailable)"
+        )
     dsn = dsn_with_password(cfg.database.dsn, secret(cfg.database.password))
     app = build_app(
-        dsn, settings=cfg.api, pool_min=cfg.database.pool_min, pool_max=cfg.database.pool_max
+        dsn,
+        settings=cfg.api,
+        pool_min=cfg.database.pool_min,
+        pool_max=cfg.database.pool_max,
+        commander=commander,
+        webhooks=cfg.webhooks,
     )
     web.run_app(
         app, host=cfg.api.host, port=cfg.api.port, print=lambda m: print(m, file=sys.stderr)
