@@ -96,6 +96,20 @@ class ApiSettings(_Section):
     trusted_proxies: tuple[str, ...] = ()
     # Clients that may scrape GET /metrics (no session: Prometheus); others get 403.
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # The live map (docs/live-map.md). No tile_url: the imported boundaries are the basemap.
+    tile_url: str = Field(default="", max_length=500, pattern=r"^(|https?://[^\s'\"]+)$")
+    tile_crs: Literal["wgs84", "gcj02"] = "wgs84"  # gcj02: tiles of Chinese map providers
+    tile_attribution: str = Field(default="", max_length=300)
+    # Origins a browser may open the WebSocket feed from; empty: the API's own (Host header).
+    public_origins: tuple[str, ...] = ()
+    live_poll_s: float = Field(default=1.0, ge=0.05, le=60.0)  # feed query interval
+    live_overlap_s: float = Field(default=10.0, ge=0.0, le=600.0)  # re-read for late commits
+    live_client_buffer: int = Field(default=20_000, ge=10, le=1_000_000)  # entries per client
+    live_send_timeout_s: float = Field(default=60.0, gt=0)  # a send blocked longer: closed
+    live_socket_sndbuf: int = Field(default=262_144, ge=4096, le=64 * 1024 * 1024)
+    live_session_check_s: float = Field(default=30.0, gt=0)  # ended sessions are disconnected
+    live_heartbeat_s: float = Field(default=30.0, ge=1.0)  # a ping unanswered for half: closed
+    live_max_clients: int = Field(default=200, ge=1, le=100_000)
 
     @field_validator("trusted_proxies", "metrics_allow")
     @classmethod

@@ -22,7 +22,8 @@ fi
 [ -n "$PG_MAJOR" ] || PG_MAJOR=15
 
 PKGS=(python3 python3-venv python3-dev postgresql "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-      mosquitto mosquitto-clients cmake build-essential libssl-dev dpkg-dev git)
+      mosquitto mosquitto-clients cmake build-essential libssl-dev dpkg-dev git
+      chromium)  # chromium: the browser tests and `make screenshots` drive Debian's /usr/bin/chromium
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -85,9 +86,31 @@ WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! .venv/bin/python -c 'import protocols' 2>/dev/null; then
     say "installing the project into .venv (pip install -e .[dev])"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # Playwright (dev extra) drives Debian's chromium: never let it download a browser build.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$WANT" > "$STAMP"
 else
     say "Python environment: up to date"
+fi
+
+# ---------------------------------------------------------------- the map's Leaflet (npm)
+# The API serves Leaflet from cloud/web/node_modules (never a CDN): npm ci installs exactly
+# the version pinned in cloud/web/package-lock.json.
+WEB_STAMP="$STATE/npm.stamp"
+WEB_WANT=$(sha256sum cloud/web/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$WEB_STAMP" ] || [ "$(cat "$WEB_STAMP")" != "$WEB_WANT" ] || [ ! -f cloud/web/node_modules/leaflet/dist/leaflet-src.esm.js ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        say "installing nodejs and npm (for the map's Leaflet)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    say "installing the map's JavaScript packages (npm ci --prefix cloud/web)"
+    npm ci --prefix cloud/web --ignore-scripts --no-audit --no-fund >"$STATE/npm.log" 2>&1 || {
+        say "npm ci failed (the map needs Leaflet; is the npm registry reachable?); log: $STATE/npm.log"
+        exit 1
+    }
+    echo "$WEB_WANT" > "$WEB_STAMP"
+else
+    say "map JavaScript packages: up to date"
 fi
 say "ready"

@@ -23,6 +23,7 @@ from cloud.api import (
     commands,
     devices,
     lending,
+    live,
     loans,
     openapi,
     people,
@@ -31,6 +32,7 @@ from cloud.api import (
     prometheus,
     queue,
     regions,
+    static,
     tenants,
     tracks,
     vehicles,
@@ -61,6 +63,8 @@ ROUTE_TABLES: tuple[Routes, ...] = (
     pois.routes,
     cockpit.routes,
     prometheus.routes,
+    live.routes,
+    static.routes,
     queue.routes,
     cases.routes,
     commands.routes,
@@ -128,5 +132,6 @@ def build_app(
             await pool.close()
 
     app.cleanup_ctx.append(database)
+    live.install(app)  # the live map's feed: after the pools, stopped before them
     app.on_response_prepare.append(no_store)
     return app
