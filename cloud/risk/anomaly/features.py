@@ -33,11 +33,13 @@ Definitions (thresholds in :class:`FeatureConfig`, defaults from DOMAIN.md):
 - **risk_poi_hours**: time between consecutive slow points (< 3 m/s) that are
   both inside a risk POI's area.
 - **offline_hours**: the total length of gaps between consecutive reports of
-  the day's track that are longer than the device's allowance; the day's
-  start and end count as reports, so a car silent from 18:00 has at least
-  6 offline hours. Allowance: wired ``max(2 x heartbeat, 30 min)``; wireless
-  two scheduled intervals (``2 x 24 h / wakes per day``), as the offline rule.
-  A fix uploaded late from a blind area fills its gap: it was out of
+  the day's track's device (its fixes, and its heartbeats and other events
+  when the caller passes them: a unit parked where it gets no fix still
+  reports) that are longer than the device's allowance; the day's start and
+  end count as reports, so a car silent from 18:00 has at least 6 offline
+  hours. Allowance: wired ``max(2 x heartbeat, 30 min)``; wireless two
+  scheduled intervals (``2 x 24 h / wakes per day``), as the offline rule.
+  A report uploaded late from a blind area fills its gap: it was out of
   coverage, not offline.
 - **provinces_visited**: distinct provinces of the track, looked up at the
   first and last points and whenever the car is 1 km from the last lookup.
@@ -284,9 +286,12 @@ def _allowance(fix: FixIn, devices: Mapping[str, Device], cfg: FeatureConfig) ->
     return DAY / per_day * cfg.wireless_missed_reports
 
 
-def _offline_hours(track: Sequence[FixIn], day: date, allowance: timedelta) -> float:
+def _offline_hours(
+    track: Sequence[FixIn], heard: Sequence[datetime], day: date, allowance: timedelta
+) -> float:
     start, end = day_bounds(day)
-    times = [start, *(f.time for f in track), end]
+    inside = (t for t in heard if start <= t < end)
+    times = sorted([start, *(f.time for f in track), *inside, end])
     gaps = (b - a for a, b in itertools.pairwise(times))
     return sum((g for g in gaps if g > allowance), timedelta()) / timedelta(hours=1)
 
@@ -298,14 +303,17 @@ def day_features(
     resident: tuple[float, float] | None,
     *,
     devices: Mapping[str, Device] | None = None,
+    heard: Mapping[str, Sequence[datetime]] | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DayFeatures | None:
     """The features of China-time ``day``, or None when no fix falls in it.
 
     ``fixes`` may hold several devices and fixes outside the day (ignored).
     ``devices`` gives heartbeat periods and wake schedules (defaults of
-    :class:`~cloud.risk.model.Device` otherwise). ``resident`` is
-    ``(lat, lon)`` of the resident area or the declared address.
+    :class:`~cloud.risk.model.Device` otherwise). ``heard`` gives, per
+    device, the times of its other reports (heartbeats and events, GNSS
+    time): a unit that reports without a position is not offline.
+    ``resident`` is ``(lat, lon)`` of the resident area or the declared address.
     """
     start, end = day_bounds(day)
     track = choose_track([f for f in fixes if start <= f.time < end])
@@ -315,6 +323,7 @@ def day_features(
     points = cleaned.points
     max_km, mean_km = _distances_km(points, _reference(points, resident, config))
     allowance = _allowance(track[0], devices or {}, config)
+    reports = (heard or {}).get(track[0].device_id, ())
     return DayFeatures(
         km_driven=cleaned.km,
         night_km=cleaned.night_km,
@@ -322,6 +331,6 @@ def day_features(
         max_km_from_home=max_km,
         mean_km_from_home=mean_km,
         risk_poi_hours=_poi_hours(points, places, config),
-        offline_hours=_offline_hours(track, day, allowance),
+        offline_hours=_offline_hours(track, reports, day, allowance),
         provinces_visited=float(_provinces(points, places, config)),
     )

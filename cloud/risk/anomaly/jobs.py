@@ -84,7 +84,8 @@ def _collect(
         for vd in group:
             resident = fixed if resident_end else _resident(conn, tenant_id, vehicle_id, vd.day)
             fixes = store.day_fixes(conn, tenant_id, vehicle_id, vd.day)
-            feats = day_features(vd.day, fixes, places, resident, devices=devices)
+            heard = store.day_reports(conn, tenant_id, list(devices), vd.day)
+            feats = day_features(vd.day, fixes, places, resident, devices=devices, heard=heard)
             if feats is not None:
                 out.keys.append((vehicle_id, vd.day))
                 out.features.append(feats)

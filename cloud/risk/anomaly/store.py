@@ -102,6 +102,22 @@ def day_fixes(conn: Conn, tenant_id: str, vehicle_id: int, day: date) -> list[Fi
     return out
 
 
+def day_reports(
+    conn: Conn, tenant_id: str, device_ids: Sequence[str], day: date
+) -> dict[str, list[datetime]]:
+    """Per device, the times of its events (heartbeats, power, ...) in China ``day``."""
+    start, end = day_bounds(day)
+    out: dict[str, list[datetime]] = {}
+    for dev, t in conn.execute(
+        """SELECT device_id, time FROM device_events
+           WHERE device_id = ANY(%s) AND tenant_id = %s AND time >= %s AND time < %s
+           ORDER BY time""",
+        (list(device_ids), tenant_id, start, end),
+    ):
+        out.setdefault(str(dev), []).append(t)
+    return out
+
+
 def vehicle_devices(conn: Conn, tenant_id: str, vehicle_id: int) -> dict[str, Device]:
     rows = conn.execute(
         "SELECT id, kind, heartbeat_s FROM devices WHERE tenant_id = %s AND vehicle_id = %s",
