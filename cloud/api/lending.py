@@ -21,7 +21,9 @@ routes = Routes()
 _MAX_CONTRACT = 64
 
 
-class OpenAlert(msgspec.Struct):
+class AlertBrief(msgspec.Struct):
+    """An alert as the lending core and the recovery queue see it (no position, no evidence)."""
+
     id: int
     rule: str
     severity: str
@@ -42,7 +44,7 @@ class LoanRisk(msgspec.Struct):
     band: str
     reasons: list[Any]
     scored_at: datetime | None
-    open_alerts: list[OpenAlert]  # newest first, at most 20
+    open_alerts: list[AlertBrief]  # newest first, at most 20
 
 
 @routes("GET", "/v1/loans/{contract_id}/risk", roles={"integration"}, response=LoanRisk,

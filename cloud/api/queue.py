@@ -30,6 +30,7 @@ from cloud.api import audit
 from cloud.api.commands import SyncPool
 from cloud.api.cursor import PageError, decode_cursor, encode_cursor
 from cloud.api.errors import json_response
+from cloud.api.lending import AlertBrief
 from cloud.api.pages import Page, PageQuery
 from cloud.api.params import query_params
 from cloud.api.policy import Caller, Routes
@@ -71,15 +72,6 @@ class QueueLoan(msgspec.Struct):
     contract_id: str
     status: str
     outstanding: Decimal | None
-
-
-class QueueAlert(msgspec.Struct):
-    id: int
-    rule: str
-    severity: str
-    status: str
-    fired_at: datetime
-    message: str
 
 
 class QueueCase(msgspec.Struct):
@@ -132,7 +124,7 @@ class QueueItem(msgspec.Struct):
     vehicle: QueueVehicle
     loan: QueueLoan
     open_alerts: int
-    top_alerts: list[QueueAlert]
+    top_alerts: list[AlertBrief]
     case: QueueCase | None
     last_position: LastPosition | None
     likely_places: list[Place]
@@ -189,7 +181,7 @@ def queue_item(rank_no: int, e: QueueEntry) -> QueueItem:
         vehicle=QueueVehicle(e.vehicle_id, e.vin, e.plate),
         loan=QueueLoan(e.loan_id, e.contract_id, e.loan_status, e.outstanding),
         open_alerts=e.open_alerts,
-        top_alerts=[QueueAlert(a.id, a.rule, a.severity, a.status, a.fired_at, a.message)
+        top_alerts=[AlertBrief(a.id, a.rule, a.severity, a.status, a.fired_at, a.message)
                     for a in e.top_alerts],
         case=None if e.case is None else QueueCase(e.case.id, e.case.status, e.case.assignee),
         last_position=last, likely_places=places,
