@@ -31,6 +31,7 @@ from aiohttp import web
 
 from cloud.api import audit
 from cloud.api.commands import SyncPool
+from cloud.api.cursor import PageError, decode_cursor
 from cloud.api.errors import ApiError, json_response
 from cloud.api.pages import Page, PageQuery, Text, id_key, page_of
 from cloud.api.params import json_body, path_id, query_params
@@ -188,8 +189,7 @@ def _admin_errors() -> Iterator[None]:
 
 
 def _endpoint(conn: Conn, caller: Caller, endpoint_id: str) -> EndpointItem:
-    found = [e for e in admin.list_endpoints(conn, tenant_id=caller.tenant_id)
-             if e.id == endpoint_id]  # fmt: skip
+    found = admin.list_endpoints(conn, tenant_id=caller.tenant_id, endpoint_id=endpoint_id)
     if not found:
         raise ApiError(404, "endpoint_not_found", "no such endpoint")
     return _item(found[0])
@@ -230,13 +230,33 @@ async def _run(request: web.Request, work: Any, *args: Any) -> Any:
 # ---------------------------------------------------------------- endpoints
 
 
-@routes("GET", "/v1/webhooks/endpoints", roles=ROLES, summary="The tenant's webhook endpoints",
-        response=list[EndpointItem])  # fmt: skip
+@routes("GET", "/v1/webhooks/endpoints", roles=ROLES,
+        summary="The tenant's webhook endpoints, oldest first",
+        query=PageQuery, response=Page[EndpointItem])  # fmt: skip
 async def list_endpoints(request: web.Request) -> web.Response:
-    def work(conn: Conn, caller: Caller, _ip: str | None) -> list[EndpointItem]:
-        return [_item(e) for e in admin.list_endpoints(conn, tenant_id=caller.tenant_id)]
+    query = query_params(request, PageQuery)
+    after = _endpoint_key(query.cursor)
+
+    def work(conn: Conn, caller: Caller, _ip: str | None) -> Page[EndpointItem]:
+        found = admin.list_endpoints(conn, tenant_id=caller.tenant_id, after=after,
+                                     limit=query.limit + 1)  # fmt: skip
+        return page_of("endpoints", [_item(e) for e in found], query.limit,
+                       lambda e: (e.created_at.isoformat(), e.id))  # fmt: skip
 
     return json_response(await _run(request, work))
+
+
+def _endpoint_key(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    text, endpoint_id = decode_cursor("endpoints", cursor, (str, str))
+    try:
+        when = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise PageError("invalid_cursor", "cursor is not one this list handed out") from None
+    if when.tzinfo is None:
+        raise PageError("invalid_cursor", "cursor is not one this list handed out")
+    return when, str(endpoint_id)
 
 
 @routes(

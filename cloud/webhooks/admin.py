@@ -160,7 +160,15 @@ def set_enabled(conn: Conn, endpoint_id: str, *, enabled: bool, reason: str = ""
             raise WebhookError("unknown_endpoint", f"no endpoint {endpoint_id}")
 
 
-def list_endpoints(conn: Conn, *, tenant_id: str | None = None) -> list[Endpoint]:
+def list_endpoints(
+    conn: Conn,
+    *,
+    tenant_id: str | None = None,
+    endpoint_id: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[Endpoint]:
+    """Endpoints by tenant, oldest first; ``after`` a ``(created_at, id)`` keyset position."""
     rows = conn.execute(
         """SELECT e.id, e.tenant_id, e.url, e.description, e.event_types, e.enabled,
                   e.disabled_reason,
@@ -168,9 +176,19 @@ def list_endpoints(conn: Conn, *, tenant_id: str | None = None) -> list[Endpoint
                      AND (s.expires_at IS NULL OR s.expires_at > now())),
                   e.created_at
            FROM webhook_endpoints e
-           WHERE %(tenant)s::text IS NULL OR e.tenant_id = %(tenant)s
-           ORDER BY e.tenant_id, e.created_at""",
-        {"tenant": tenant_id},
+           WHERE (%(tenant)s::text IS NULL OR e.tenant_id = %(tenant)s)
+             AND (%(id)s::text IS NULL OR e.id = %(id)s)
+             AND (%(after_t)s::timestamptz IS NULL
+                  OR (e.created_at, e.id) > (%(after_t)s::timestamptz, %(after_id)s::text))
+           ORDER BY e.tenant_id, e.created_at, e.id
+           LIMIT %(limit)s""",
+        {
+            "tenant": tenant_id,
+            "id": endpoint_id,
+            "after_t": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        },
     ).fetchall()
     return [
         Endpoint(

@@ -347,7 +347,8 @@ async def test_webhook_endpoints_are_managed_per_tenant(world: OpsWorld) -> None
         admin = await login(client, "admin")
         key = As(client, key=world.base.keys[TENANT])
         listed = await json_of(await key.get("/v1/webhooks/endpoints"))
-        assert [e["id"] for e in listed] == [ours]
+        assert [e["id"] for e in listed["items"]] == [ours]
+        assert listed["next_cursor"] is None
         resp = await admin.post("/v1/webhooks/endpoints", {
             "url": "https://lender.example.com/vgr", "description": "core",
             "event_types": ["alert.opened", "alert.opened", "device.offline"]})  # fmt: skip
@@ -391,9 +392,17 @@ async def test_webhook_endpoints_are_managed_per_tenant(world: OpsWorld) -> None
                              ("GET", "/v1/webhooks/endpoints/not-an-id")):  # fmt: skip
             resp = await other.call(method, path, json={} if method == "PATCH" else None)
             assert (resp.status, await error_code(resp)) == (404, "endpoint_not_found"), path
-        assert [e["id"] for e in await json_of(await other.get("/v1/webhooks/endpoints"))] == [
-            theirs
-        ]
+        theirs_listed = await json_of(await other.get("/v1/webhooks/endpoints"))
+        assert [e["id"] for e in theirs_listed["items"]] == [theirs]
+        first = await json_of(
+            await admin.get("/v1/webhooks/endpoints?limit=1")
+        )  # paged, oldest first
+        assert [e["id"] for e in first["items"]] == [ours]
+        rest = await json_of(
+            await admin.get(f"/v1/webhooks/endpoints?limit=1&cursor={first['next_cursor']}")
+        )
+        assert [e["id"] for e in rest["items"]] == [new_id]
+        assert rest["next_cursor"] is None
         deleted = await json_of(await admin.call("DELETE", f"/v1/webhooks/endpoints/{new_id}"))
         assert deleted == {"id": new_id, "deleted": True}
         assert (await admin.get(f"/v1/webhooks/endpoints/{new_id}")).status == 404
