@@ -49,6 +49,7 @@ _M_PER_DEG_LAT = 110_574.0  # the smallest length of a degree of latitude (at th
 _CELLS_PER_DEG = 128
 MAX_CELLS = 1 << 18  # region cells remembered at most (~62 bytes each)
 _POI_CELLS_PER_DEG = 100  # 0.01-degree POI cells
+_MAX_SPANS = 1 << 16  # POI cell spans remembered at most (forgotten all at once when full)
 
 
 class _Mark:
@@ -212,6 +213,7 @@ class PoiIndex:
                 cells.setdefault(_poi_cell(p.lat, p.lon), []).append(n)
         self._cells = {key: tuple(found) for key, found in cells.items()}
         self._filed = tuple(sorted(n for found in self._cells.values() for n in found))
+        self._spans: dict[tuple[int, int, int, int], tuple[int, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.pois)
@@ -235,10 +237,17 @@ class PoiIndex:
             wide = True
         if wide:  # scan them all, as fast as visiting that many cells
             candidates: Iterable[int] = self._filed
-        else:
-            cells = self._cells
-            candidates = [n for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)
-                          for n in cells.get((i, j), ())]  # fmt: skip
+        else:  # the POIs filed in the cells the box spans, remembered per span
+            span = (i0, j0, i1, j1)
+            known = self._spans.get(span)
+            if known is None:
+                cells = self._cells
+                known = tuple(n for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)
+                              for n in cells.get((i, j), ()))  # fmt: skip
+                if len(self._spans) >= _MAX_SPANS:
+                    self._spans.clear()
+                self._spans[span] = known
+            candidates = known
         found = []
         pois = self.pois
         for n in candidates:

@@ -9,9 +9,11 @@ the answer live data would have given).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -128,8 +130,11 @@ def _plan(rules: Sequence[AnyRule], configs: RuleConfigs) -> list[_Planned]:
     ]
 
 
+_HOUR_US = 3_600_000_000
+
+
 def _hour(key: InputKey) -> int:
-    return key[0] // 3_600_000_000
+    return key[0] // _HOUR_US
 
 
 @dataclass(slots=True)
@@ -146,55 +151,118 @@ def _run_rule(
     rule: _Planned,
     k: int,
     current: msgspec.Struct | None,
-    todo: Sequence[RuleInput],
-    cuts: Sequence[int],
+    seen: _Seen,
     ctx: VehicleContext,
     out: list[tuple[int, int, Sequence[Signal]]],
     errors: list[tuple[int, int, str, str]],
 ) -> _Trace:
-    """Step rule ``k`` over every input; signals and errors tagged (input, rule) for merging."""
-    name, step, initial, config, events = rule
+    """Step rule ``k`` over the inputs it reads; signals and errors tagged (input, rule).
+
+    A step returns a state (``Rule.step``'s type): once the rule has one, ``None`` is not
+    looked for again (it would be passed on, where the input-by-input loop restarted)."""
+    name, step, initial, config, _ = rule
     trace = _Trace([])
-    bounds = [0, *cuts, len(todo)]
+    where, items, bounds = seen
     for c in range(len(bounds) - 1):
         if c:
             trace.before_cut.append(current)
-        for n, inp in enumerate(todo[bounds[c] : bounds[c + 1]], bounds[c]):
-            if events is not None and isinstance(inp, EventIn) and inp.kind not in events:
-                continue
+        i, end = bounds[c], bounds[c + 1]
+        while current is None and i < end:  # no good step yet: each try starts afresh
             try:
-                new, signals = step(initial() if current is None else current, inp, ctx, config)
+                current, signals = step(initial(), items[i], ctx, config)
             except Exception as exc:  # a rule bug must not stop the others or lose the input
+                errors.append((where[i], k, name, f"{type(exc).__name__}: {exc}"))
+            else:
+                trace.first_ok = where[i]
+                if signals:
+                    out.append((where[i], k, signals))
+            i += 1
+        for n, inp in zip(where[i:end], items[i:end], strict=True):
+            try:
+                current, signals = step(current, inp, ctx, config)
+            except Exception as exc:
                 errors.append((n, k, name, f"{type(exc).__name__}: {exc}"))
                 continue
-            if current is None:
-                trace.first_ok = n
-            current = new
             if signals:
                 out.append((n, k, signals))
     trace.final = current
     return trace
 
 
+# The inputs a rule reads: their indexes in the run, the inputs, and where each
+# snapshot segment begins and ends in them (0, the cuts, the count).
+_Seen = tuple[Sequence[int], Sequence[RuleInput], list[int]]
+
+
+class _Reads:
+    """The inputs each rule is stepped on: all of them for a rule reading every event kind,
+    else the fixes and ticks plus the events of the kinds it declares. Inputs are sorted
+    into kinds once per run; each distinct declaration is then a merge of a few lists."""
+
+    def __init__(self, todo: Sequence[RuleInput], cuts: Sequence[int]) -> None:
+        self._todo, self._cuts = todo, cuts
+        self._others: list[int] = []  # fixes and ticks
+        self._kinds: dict[str, list[int]] = {}
+        self._seen: dict[frozenset[str] | None, _Seen] = {}
+        others, kinds = self._others, self._kinds
+        for n, inp in enumerate(todo):
+            if isinstance(inp, EventIn):
+                found = kinds.get(inp.kind)
+                if found is None:
+                    kinds[inp.kind] = [n]
+                else:
+                    found.append(n)
+            else:
+                others.append(n)
+
+    def of(self, events: frozenset[str] | None) -> _Seen:
+        seen = self._seen.get(events)
+        if seen is None:
+            seen = self._seen[events] = self._select(events)
+        return seen
+
+    def _select(self, events: frozenset[str] | None) -> _Seen:
+        todo, cuts = self._todo, self._cuts
+        if events is None:
+            return range(len(todo)), todo, [0, *cuts, len(todo)]
+        parts = [self._kinds[kind] for kind in sorted(events) if kind in self._kinds]
+        where = self._others
+        if parts:
+            where = sorted(where + [n for part in parts for n in part])  # runs: merged in O(n)
+        items = list(map(todo.__getitem__, where))
+        return where, items, [0, *(bisect_left(where, c) for c in cuts), len(where)]
+
+
+def _layout(
+    start: Mapping[str, msgspec.Struct], plan: Sequence[_Planned], traces: Sequence[_Trace]
+) -> list[tuple[str, int]]:
+    """The keys of the state dict as stepping input by input would have left it, in order,
+    each with its rule's place in the plan (-1: a stored rule not run now): the stored keys
+    keep their places, and a rule's key is added when it first stepped without error."""
+    index = {rule[0]: k for k, rule in enumerate(plan)}
+    slots = [(name, index.get(name, -1)) for name in start]
+    fresh = sorted(
+        (t.first_ok, k) for k, t in enumerate(traces) if t.first_ok >= 0 and plan[k][0] not in start
+    )
+    slots += [(plan[k][0], k) for _, k in fresh]
+    return slots
+
+
 def _merged(
     start: Mapping[str, msgspec.Struct],
-    plan: Sequence[_Planned],
-    traces: Sequence[_Trace],
+    layout: Sequence[tuple[str, int]],
     states: Sequence[msgspec.Struct | None],
 ) -> dict[str, msgspec.Struct]:
-    """The state dict as stepping input by input would have left it with these rule states:
-    keys keep their places, and a rule's key is added when it first stepped without error."""
-    rules = dict(start)
-    fresh = []
-    for k, (rule, trace, value) in enumerate(zip(plan, traces, states, strict=True)):
+    """The state dict with these rule states (None: not stepped without error yet, so the
+    stored state, or no key for a rule that had none)."""
+    rules: dict[str, msgspec.Struct] = {}
+    for name, k in layout:
+        value = states[k] if k >= 0 else None
         if value is None:
-            continue
-        if rule[0] in rules:
-            rules[rule[0]] = value
-        else:
-            fresh.append((trace.first_ok, k, rule[0], value))
-    fresh.sort(key=lambda f: (f[0], f[1]))
-    rules.update((name, value) for _, _, name, value in fresh)
+            value = start.get(name)
+            if value is None:
+                continue
+        rules[name] = value
     return rules
 
 
@@ -221,19 +289,22 @@ def run(
     state dict are put back in input order.
     """
     plan = _plan(list(CATALOGUE.values()) if rules is None else rules, configs)
-    ordered = sorted(((input_key(i), i) for i in inputs), key=lambda p: p[0])
+    ordered = [(input_key(i), i) for i in inputs]
+    ordered.sort(key=itemgetter(0))
     todo: list[RuleInput] = []
     cuts: list[int] = []  # snapshots: taken before these inputs…
     marks: list[tuple[InputKey, datetime]] = []  # …at these positions
     pos, pos_time = state.pos, state.pos_time
+    hour = None if pos is None else _hour(pos)
     for key, inp in ordered:
         if pos is not None and key <= pos:
             continue
-        if pos is not None and pos_time is not None and _hour(key) != _hour(pos):
+        here = key[0] // _HOUR_US  # _hour(key), inlined: once per input
+        if pos is not None and pos_time is not None and here != hour:
             cuts.append(len(todo))
             marks.append((pos, pos_time))
         todo.append(inp)
-        pos, pos_time = key, inp.time
+        pos, pos_time, hour = key, inp.time, here
     count = len(todo)
     ticked = tick is not None and (pos_time is None or tick > pos_time)
     if tick is not None and ticked:
@@ -241,19 +312,21 @@ def run(
     found: list[tuple[int, int, Sequence[Signal]]] = []
     failed: list[tuple[int, int, str, str]] = []
     start = dict(state.rules)
+    reads = _Reads(todo, cuts)
     traces = [
-        _run_rule(rule, k, start.get(rule[0]), todo, cuts, ctx, found, failed)
+        _run_rule(rule, k, start.get(rule[0]), reads.of(rule[4]), ctx, found, failed)
         for k, rule in enumerate(plan)
     ]
+    layout = _layout(start, plan, traces)
     snapshots = [
         Snapshot(
             at,
             at_time,
-            VehicleState(_merged(start, plan, traces, [t.before_cut[c] for t in traces])).encode(),
+            VehicleState(_merged(start, layout, [t.before_cut[c] for t in traces])).encode(),
         )
         for c, (at, at_time) in enumerate(marks)
     ]
-    state.rules.update(_merged(start, plan, traces, [t.final for t in traces]))
+    state.rules.update(_merged(start, layout, [t.final for t in traces]))
     state.pos, state.pos_time = pos, pos_time
     if ticked:
         state.tick_time = tick

@@ -39,6 +39,7 @@ import msgspec
 from msgspec import Meta
 
 from cloud.risk.model import (
+    LATE_FLAG,
     Action,
     EventIn,
     FixIn,
@@ -50,7 +51,7 @@ from cloud.risk.model import (
     VehicleContext,
 )
 from cloud.risk.rules.base import Rule
-from cloud.risk.rules.device_common import episode, is_late, seconds, stamp
+from cloud.risk.rules.device_common import episode, seconds, stamp
 
 NAME = "blind_area"
 _NOT_COVERAGE = frozenset({"boot", "power_lost", "power_restored"})
@@ -60,7 +61,7 @@ class BlindAreaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     min_gap_s: Annotated[float, Meta(gt=0)] = 600.0
 
 
-class Coverage(msgspec.Struct, frozen=True, kw_only=True):
+class Coverage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last_live: datetime
     lat: float | None = None  # last known position at last_live
     lon: float | None = None
@@ -70,7 +71,7 @@ class Coverage(msgspec.Struct, frozen=True, kw_only=True):
     power_lost: bool = False  # a power_lost among them
 
 
-class BlindAreaState(msgspec.Struct, frozen=True, kw_only=True):
+class BlindAreaState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, Coverage] = msgspec.field(default_factory=dict)
 
 
@@ -128,10 +129,20 @@ def step(
         return state, ()
     c = state.devices.get(inp.device_id)
     out: list[Signal] = []
-    if is_late(inp):
+    late = (inp.flags and LATE_FLAG in inp.flags) or (
+        type(inp) is EventIn and inp.detail.get("link_up") is False
+    )  # is_late(inp), inlined: every record of every device comes here
+    if late:
         if c is None:
             return state, ()  # nothing live yet to measure a gap from
         new = _stored(c, inp)
+    elif c is not None and not c.stored:  # the common case: live, no stored records since
+        lat = inp.lat
+        new = Coverage(
+            last_live=inp.time,
+            lat=lat if lat is not None else c.lat,
+            lon=inp.lon if lat is not None else c.lon,
+        )
     else:
         if c is not None and c.stored:
             sig = _resumed(c, inp, cfg)
@@ -155,7 +166,9 @@ def step(
         if lat is None and c is not None:
             lat, lon = c.lat, c.lon
         new = Coverage(last_live=inp.time, lat=lat, lon=lon)
-    return BlindAreaState(devices={**state.devices, inp.device_id: new}), out
+    devices = state.devices.copy()  # faster than {**devices, id: new}, same order
+    devices[inp.device_id] = new
+    return BlindAreaState(devices=devices), out
 
 
 RULE: Rule[BlindAreaState, BlindAreaConfig] = Rule(

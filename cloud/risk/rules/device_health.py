@@ -57,7 +57,7 @@ class TamperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     merge_s: Annotated[float, Meta(ge=0)] = 600.0
 
 
-class TamperState(msgspec.Struct, frozen=True, kw_only=True):
+class TamperState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     # "<device>|<kind>" -> (episode start, latest event) of the current episode
     last: dict[str, tuple[datetime, datetime]] = msgspec.field(default_factory=dict)
 
@@ -111,7 +111,7 @@ class LowBatteryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     cut_volts: Positive = 5.0
 
 
-class DeviceBattery(msgspec.Struct, frozen=True, kw_only=True):
+class DeviceBattery(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     battery_key: str | None = None  # open "battery" episode
     off_since: datetime | None = None  # ignition off since (None: on, or unknown)
     low_first: datetime | None = None  # first of the consecutive low vehicle readings
@@ -119,7 +119,7 @@ class DeviceBattery(msgspec.Struct, frozen=True, kw_only=True):
     vehicle_key: str | None = None  # open "vehicle" episode
 
 
-class LowBatteryState(msgspec.Struct, frozen=True, kw_only=True):
+class LowBatteryState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, DeviceBattery] = msgspec.field(default_factory=dict)
 
 

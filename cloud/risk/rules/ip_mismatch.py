@@ -57,12 +57,12 @@ class IpMismatchConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_fix_age_s: Positive = 1800.0
 
 
-class Session(msgspec.Struct, frozen=True, array_like=True):
+class Session(msgspec.Struct, frozen=True, gc=False, array_like=True):
     time: datetime
     ip: str
 
 
-class DeviceIp(msgspec.Struct, frozen=True, kw_only=True):
+class DeviceIp(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     pending: Session | None = None  # a session waiting for its first fix
     mismatches: tuple[datetime, ...] = ()  # sessions in the window, oldest first
     strong: datetime | None = None  # latest foreign / hosting session
@@ -70,7 +70,7 @@ class DeviceIp(msgspec.Struct, frozen=True, kw_only=True):
     sev: int = 0
 
 
-class IpMismatchState(msgspec.Struct, frozen=True, kw_only=True):
+class IpMismatchState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, DeviceIp] = msgspec.field(default_factory=dict)
 
 

@@ -79,7 +79,7 @@ class JammingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     lost_sats: Annotated[int, Meta(ge=0)] = 3
 
 
-class LastFix(msgspec.Struct, frozen=True, kw_only=True):
+class LastFix(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     time: datetime
     lat: float
     lon: float
@@ -89,7 +89,7 @@ class LastFix(msgspec.Struct, frozen=True, kw_only=True):
     lost_s: float = 0.0  # longest loss the evidence has shown
 
 
-class JammingState(msgspec.Struct, frozen=True, kw_only=True):
+class JammingState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, LastFix] = msgspec.field(default_factory=dict)
 
 
@@ -174,7 +174,12 @@ def step(
     state: JammingState, inp: RuleInput, ctx: VehicleContext, cfg: JammingConfig
 ) -> tuple[JammingState, Sequence[Signal]]:
     if type(inp) is FixIn:
-        new, out = _on_fix(state.devices.get(inp.device_id), inp, cfg)
+        d = state.devices.get(inp.device_id)
+        if d is None or d.key is None:  # no episode to resolve: _on_fix's answer
+            new = LastFix(time=inp.time, lat=inp.lat, lon=inp.lon, armed=_armed(inp, cfg))
+            out: list[Signal] = []
+        else:
+            new, out = _on_fix(d, inp, cfg)
     elif type(inp) is EventIn:
         d = state.devices.get(inp.device_id)
         if d is None or not (d.armed or d.key is not None) or inp.time < d.time:
@@ -184,7 +189,9 @@ def step(
             return state, out
     else:
         return state, ()
-    return JammingState(devices={**state.devices, inp.device_id: new}), out
+    devices = state.devices.copy()  # faster than {**devices, id: new}, same order
+    devices[inp.device_id] = new
+    return JammingState(devices=devices), out
 
 
 RULE: Rule[JammingState, JammingConfig] = Rule(

@@ -68,13 +68,13 @@ class DwellParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError("max_gap_s must be <= 16 h and max_spots >= 1")
 
 
-class Spot(msgspec.Struct, frozen=True, array_like=True):
+class Spot(msgspec.Struct, frozen=True, gc=False, array_like=True):
     lat: float
     lon: float
     dwell_s: float
 
 
-class Night(msgspec.Struct, frozen=True, array_like=True):
+class Night(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A closed night: its key (the evening's China date), dwell spots, driving."""
 
     night: str
@@ -90,7 +90,7 @@ class Night(msgspec.Struct, frozen=True, array_like=True):
         return self.spots[0]
 
 
-class NightTally(msgspec.Struct, frozen=True, kw_only=True):
+class NightTally(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The night being tallied and the last fix seen (all times UTC)."""
 
     prev_time: datetime | None = None
@@ -167,7 +167,9 @@ def tally_fix(
     closed: list[Night] = []
     if t.start is None or t.end is None:
         t = _advance(t, time, p)
-    elif time > t.start:
+    elif time <= t.start:  # before the night: only the last fix moves on
+        return msgspec.structs.replace(t, prev_time=time, prev_lat=lat, prev_lon=lon), closed
+    else:
         key, start, end, spots, moved = t.night, t.start, t.end, t.spots, t.moved_m
         prev = t.prev_time if t.prev_time is not None else time
         gap = (time - prev).total_seconds()
@@ -188,7 +190,10 @@ def tally_fix(
                 end if usable else time, p.night_start_hour, p.night_end_hour
             )
             spots, moved = (), 0.0
-        t = msgspec.structs.replace(t, night=key, start=start, end=end, spots=spots, moved_m=moved)
+        return msgspec.structs.replace(
+            t, night=key, start=start, end=end, spots=spots, moved_m=moved,
+            prev_time=time, prev_lat=lat, prev_lon=lon,
+        ), closed  # fmt: skip
     return msgspec.structs.replace(t, prev_time=time, prev_lat=lat, prev_lon=lon), closed
 
 
@@ -242,7 +247,7 @@ def places_of(nights: Iterable[Night], radius_m: float) -> tuple[list[Place], fl
     return places, total
 
 
-class Home(msgspec.Struct, frozen=True, array_like=True):
+class Home(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A resident place: centre, share of the night dwell, nights seen there."""
 
     lat: float

@@ -52,8 +52,10 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+from msgspec.structs import replace
 
 from cloud.risk.model import (
+    LATE_FLAG,
     Action,
     Device,
     DeviceKind,
@@ -83,7 +85,7 @@ class OfflineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     wireless_grace_s: Annotated[float, Meta(ge=0)] = 1800.0
 
 
-class DeviceSilence(msgspec.Struct, frozen=True, kw_only=True):
+class DeviceSilence(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     kind: DeviceKind
     last: datetime  # GNSS time of the latest record of any kind
     last_live: datetime | None = None  # ... of the latest record that was not late
@@ -95,7 +97,7 @@ class DeviceSilence(msgspec.Struct, frozen=True, kw_only=True):
     covered: datetime | None = None  # last_live whose live episode late data already resolved
 
 
-class OfflineState(msgspec.Struct, frozen=True, kw_only=True):
+class OfflineState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, DeviceSilence] = msgspec.field(default_factory=dict)
 
 
@@ -259,6 +261,29 @@ def step(
     if isinstance(inp, Tick):
         return _on_tick(state, inp.time, ctx, cfg)
     d = state.devices.get(inp.device_id)
+    if (
+        d is not None
+        and d.open_key is None
+        and d.kind == "wired"
+        and not (inp.flags and LATE_FLAG in inp.flags)
+        and (type(inp) is FixIn or inp.detail.get("link_up") is not False)  # type: ignore[union-attr]
+    ):
+        t = inp.time
+        if t > d.last and (t - d.last).total_seconds() <= cfg.wired_min_s:
+            # the common case (a live record within the shortest wired threshold), as
+            # _on_record would give it
+            lat = inp.lat
+            new = replace(
+                d,
+                last=t,
+                last_live=t,
+                lat=lat if lat is not None else d.lat,
+                lon=inp.lon if lat is not None else d.lon,
+                coverage=False,
+            )
+            devices = state.devices.copy()  # faster than {**devices, id: new}, same order
+            devices[inp.device_id] = new
+            return OfflineState(devices=devices), ()
     if d is None:
         late = is_late(inp)
         new = DeviceSilence(
@@ -271,7 +296,9 @@ def step(
         )
         return OfflineState(devices={**state.devices, inp.device_id: new}), ()
     new, out = _on_record(d, inp, ctx, cfg)
-    return OfflineState(devices={**state.devices, inp.device_id: new}), out
+    devices = state.devices.copy()
+    devices[inp.device_id] = new
+    return OfflineState(devices=devices), out
 
 
 RULE: Rule[OfflineState, OfflineConfig] = Rule(

@@ -60,7 +60,7 @@ class OtherVehicleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     restore_volts: Positive = 9.0
 
 
-class Run(msgspec.Struct, frozen=True, kw_only=True):
+class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     start: datetime
     lat: float  # where the run started
     lon: float
@@ -69,13 +69,13 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     farthest_m: float = 0.0
 
 
-class Unit(msgspec.Struct, frozen=True, kw_only=True):
+class Unit(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     unpowered: bool = False
     run: Run | None = None
     key: str | None = None
 
 
-class OtherVehicleState(msgspec.Struct, frozen=True, kw_only=True):
+class OtherVehicleState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, Unit] = msgspec.field(default_factory=dict)
 
 

@@ -76,7 +76,7 @@ class PoiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     skip_flags: tuple[str, ...] = SKIP_FLAGS
 
 
-class Visit(msgspec.Struct, frozen=True, kw_only=True):
+class Visit(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     poi_id: str
     name: str
     category: str
@@ -91,7 +91,7 @@ class Visit(msgspec.Struct, frozen=True, kw_only=True):
     level: int = 0  # severity of the stay signal raised so far (0: none)
 
 
-class PoiState(msgspec.Struct, frozen=True, kw_only=True):
+class PoiState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last_fix: datetime | None = None
     cand_id: str = ""  # POI the last fixes were inside, before entry is confirmed
     cand_run: int = 0
@@ -190,7 +190,7 @@ def step_poi(
 ) -> tuple[PoiState, list[Signal]]:
     """Entry, stay and leave at risk POIs (module doc)."""
     out: list[Signal] = []
-    if not isinstance(inp, FixIn) or flagged(inp.flags, cfg.skip_flags):
+    if not isinstance(inp, FixIn) or (inp.flags and flagged(inp.flags, cfg.skip_flags)):
         return s, out
     if s.last_fix is not None and inp.time <= s.last_fix:
         return s, out

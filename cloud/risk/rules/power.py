@@ -41,8 +41,10 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+from msgspec.structs import replace
 
 from cloud.risk.model import (
+    LATE_FLAG,
     Action,
     EventIn,
     FixIn,
@@ -78,7 +80,7 @@ class PowerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     silence_heartbeats: Positive = 3.0
 
 
-class WiredPower(msgspec.Struct, frozen=True, kw_only=True):
+class WiredPower(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last: datetime  # GNSS time of the device's latest record
     last_live: datetime | None = None  # ... latest record that was not late
     moving: bool = False  # at the latest fix
@@ -91,7 +93,7 @@ class WiredPower(msgspec.Struct, frozen=True, kw_only=True):
     covered: bool = False  # late data already resolved a live device_removed
 
 
-class PowerState(msgspec.Struct, frozen=True, kw_only=True):
+class PowerState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, WiredPower] = msgspec.field(default_factory=dict)
 
 
@@ -277,8 +279,38 @@ def step(
     d = state.devices.get(inp.device_id)
     if d is None:
         d = WiredPower(last=inp.time, last_live=None if is_late(inp) else inp.time)
-    new, out = _on_record(d, inp, ctx, cfg)
-    return PowerState(devices={**state.devices, inp.device_id: new}), out
+    powered = _powered(d, inp, cfg) if d.lost_at is None else None
+    new, out = (powered, []) if powered is not None else _on_record(d, inp, ctx, cfg)
+    devices = state.devices.copy()  # faster than {**devices, id: new}, same order
+    devices[inp.device_id] = new
+    return PowerState(devices=devices), out
+
+
+def _powered(d: WiredPower, inp: FixIn | EventIn, cfg: PowerConfig) -> WiredPower | None:
+    """``_on_record`` of a record that leaves the power on while it is on (the common case:
+    no signal), or None when the record cuts it."""
+    t = inp.time
+    last = t if t > d.last else d.last
+    if type(inp) is FixIn:
+        v = inp.ext_v
+        if v is not None and v < cfg.cut_volts:
+            return None
+        live = d.last_live if inp.flags and LATE_FLAG in inp.flags else t
+        moving = inp.ignition is True or inp.speed_mps >= cfg.moving_mps
+        return replace(d, last=last, last_live=live, moving=moving, lat=inp.lat, lon=inp.lon)
+    assert isinstance(inp, EventIn)
+    if inp.kind == "power_lost":
+        return None
+    live = d.last_live if is_late(inp) else t
+    lat = inp.lat
+    return replace(
+        d,
+        last=last,
+        last_live=live,
+        lat=lat if lat is not None else d.lat,
+        lon=inp.lon if lat is not None else d.lon,
+        moving=d.moving and inp.detail.get("ignition") is not False,
+    )
 
 
 RULE: Rule[PowerState, PowerConfig] = Rule(

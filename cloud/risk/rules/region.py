@@ -77,7 +77,7 @@ class RegionExitConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     skip_flags: tuple[str, ...] = SKIP_FLAGS
 
 
-class RegionExitState(msgspec.Struct, frozen=True, kw_only=True):
+class RegionExitState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last_fix: datetime | None = None  # GNSS time of the last fix counted
     run: int = 0  # fixes beyond the margin since the last one inside
     run_start: datetime | None = None
@@ -139,7 +139,7 @@ def step_region_exit(
     """Count fixes beyond the exit margin; open, confirm and resolve exits (module doc)."""
     if isinstance(inp, EventIn):
         return _on_region_event(s, inp, cfg)
-    if not isinstance(inp, FixIn) or flagged(inp.flags, cfg.skip_flags):
+    if not isinstance(inp, FixIn) or (inp.flags and flagged(inp.flags, cfg.skip_flags)):
         return s, []
     if s.last_fix is not None and inp.time <= s.last_fix:
         return s, []
@@ -202,7 +202,7 @@ class ForbiddenZoneConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     skip_flags: tuple[str, ...] = SKIP_FLAGS
 
 
-class ForbiddenZoneState(msgspec.Struct, frozen=True, kw_only=True):
+class ForbiddenZoneState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last_fix: datetime | None = None
     zone: str = ""  # the zone of the open episode
     episode: str = ""
@@ -217,7 +217,7 @@ def step_forbidden_zone(
     s: ForbiddenZoneState, inp: RuleInput, ctx: VehicleContext, cfg: ForbiddenZoneConfig
 ) -> tuple[ForbiddenZoneState, list[Signal]]:
     """Count consecutive fixes inside / outside a forbidden zone (module doc)."""
-    if not isinstance(inp, FixIn) or flagged(inp.flags, cfg.skip_flags):
+    if not isinstance(inp, FixIn) or (inp.flags and flagged(inp.flags, cfg.skip_flags)):
         return s, []
     if s.last_fix is not None and inp.time <= s.last_fix:
         return s, []

@@ -101,7 +101,7 @@ class ResidentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     skip_flags: tuple[str, ...] = SKIP_FLAGS
 
 
-class ResidentState(msgspec.Struct, frozen=True, kw_only=True):
+class ResidentState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     tally: NightTally = NightTally()
     history: tuple[Night, ...] = ()  # observed nights, oldest first, within window_nights
     homes: tuple[Home, ...] = ()  # learned resident places, main first
@@ -391,7 +391,7 @@ def step_resident(
         if night is None:
             return s, out
         return _close(replace(s, tally=tally), night, ctx, cfg, out), out
-    if not isinstance(inp, FixIn) or flagged(inp.flags, cfg.skip_flags):
+    if not isinstance(inp, FixIn) or (inp.flags and flagged(inp.flags, cfg.skip_flags)):
         return s, out
     if s.tally.prev_time is not None and inp.time < s.tally.prev_time:
         return s, out  # out of order: the engine replays late data from a snapshot
@@ -400,7 +400,8 @@ def step_resident(
     for night in closed:
         s = _trip(s, night.night, night.moved_m, inp, cfg, out)
         s = _close(s, night, ctx, cfg, out)
-    s = _trip(s, tally.night, tally.moved_m, inp, cfg, out)
+    if tally.moved_m > cfg.night_trip_m:  # _trip does nothing otherwise
+        s = _trip(s, tally.night, tally.moved_m, inp, cfg, out)
     return s, out
 
 

@@ -81,7 +81,7 @@ class SeparationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     far_factor: Positive = 10.0
 
 
-class Seen(msgspec.Struct, frozen=True, array_like=True):
+class Seen(msgspec.Struct, frozen=True, gc=False, array_like=True):
     t: datetime  # GNSS time
     lat: float
     lon: float
@@ -89,7 +89,7 @@ class Seen(msgspec.Struct, frozen=True, array_like=True):
     speed_mps: float
 
 
-class SeparationState(msgspec.Struct, frozen=True, kw_only=True):
+class SeparationState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     latest: dict[str, Seen] = msgspec.field(default_factory=dict)  # latest fix per device
     pairs: int = 0  # disagreeing comparisons in a row
     fixes: tuple[tuple[str, datetime], ...] = ()  # distinct (device, time) fixes among them
@@ -212,7 +212,9 @@ def step(
     for other_id, other in state.latest.items():
         if other_id != inp.device_id and (t - other.t).total_seconds() <= cfg.window_s:
             st = _compare(st, inp, me, other_id, other, cfg, out)
-    return msgspec.structs.replace(st, latest={**st.latest, inp.device_id: me}), out
+    latest = st.latest.copy()  # faster than {**latest, id: me}, same order
+    latest[inp.device_id] = me
+    return msgspec.structs.replace(st, latest=latest), out
 
 
 RULE: Rule[SeparationState, SeparationConfig] = Rule(

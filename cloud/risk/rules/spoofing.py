@@ -83,13 +83,13 @@ class SpoofingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     quiet_s: Positive = 1800.0
 
 
-class Point(msgspec.Struct, frozen=True, array_like=True):
+class Point(msgspec.Struct, frozen=True, gc=False, array_like=True):
     time: datetime
     lat: float
     lon: float
 
 
-class Track(msgspec.Struct, frozen=True, kw_only=True):
+class Track(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     anchor: Point  # latest fix believed to be on the device's real (or current) track
     pending: Point | None = None  # a jump from the anchor awaiting the next fix
     recent: tuple[datetime, ...] = ()  # fixes with weak findings, within window_s
@@ -99,7 +99,7 @@ class Track(msgspec.Struct, frozen=True, kw_only=True):
     sev: int = 0
 
 
-class SpoofingState(msgspec.Struct, frozen=True, kw_only=True):
+class SpoofingState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     devices: dict[str, Track] = msgspec.field(default_factory=dict)
 
 
@@ -197,6 +197,22 @@ def _on_fix(tr: Track, fix: FixIn, cfg: SpoofingConfig) -> tuple[Track, list[Sig
     return tr, out + sigs
 
 
+def _plain(tr: Track, fix: FixIn, cfg: SpoofingConfig) -> bool:
+    """The common case: nothing pending or recent, a newer fix certainly within
+    ``min_jump_m`` of the anchor (``_reachable``'s first test), no weak finding."""
+    a = tr.anchor
+    alt = fix.alt_m
+    return (
+        tr.last_finding is None
+        and tr.pending is None
+        and fix.time > a.time
+        and abs(fix.lat - a.lat) + abs(fix.lon - a.lon) < cfg.min_jump_m / _M_PER_DEG
+        and fix.speed_mps * 3.6 <= cfg.max_speed_kmh
+        and (alt is None or cfg.min_alt_m <= alt <= cfg.max_alt_m)
+        and TIME_AHEAD not in fix.flags
+    )
+
+
 def _weak(
     tr: Track, inp: FixIn | EventIn, weak: list[str], cfg: SpoofingConfig
 ) -> tuple[Track, list[Signal]]:
@@ -238,15 +254,21 @@ def step(
         if tr is None:
             anchor = Point(inp.time, inp.lat, inp.lon)
             new, out = _weak(Track(anchor=anchor), inp, _weak_findings(inp, cfg), cfg)
+        elif _plain(tr, inp, cfg):  # _on_fix's answer for it: the anchor moves on
+            new, out = msgspec.structs.replace(tr, anchor=Point(inp.time, inp.lat, inp.lon)), []
         else:
             new, out = _on_fix(tr, inp, cfg)
-        return SpoofingState(devices={**state.devices, inp.device_id: new}), out
+        devices = state.devices.copy()  # faster than {**devices, id: new}, same order
+        devices[inp.device_id] = new
+        return SpoofingState(devices=devices), out
     if type(inp) is EventIn:
         tr = state.devices.get(inp.device_id)
         if tr is None or inp.kind != SUSPECTED or inp.detail.get("reason") not in _EDGE_DROPS:
             return state, ()
         new, out = _on_edge_drop(tr, inp, cfg)
-        return SpoofingState(devices={**state.devices, inp.device_id: new}), out
+        devices = state.devices.copy()
+        devices[inp.device_id] = new
+        return SpoofingState(devices=devices), out
     if type(inp) is Tick:
         signals: list[Signal] = []
         changed: dict[str, Track] = {}

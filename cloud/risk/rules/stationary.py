@@ -78,7 +78,7 @@ class StationaryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     skip_flags: tuple[str, ...] = SKIP_FLAGS
 
 
-class StationaryState(msgspec.Struct, frozen=True, kw_only=True):
+class StationaryState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     last_fix: datetime | None = None
     anchor_lat: float = 0.0
     anchor_lon: float = 0.0
@@ -162,7 +162,7 @@ def step_stationary(
     if isinstance(inp, Tick):
         tally, night = _tally_tick(s.tally, inp.time, cfg.dwell)
         return (s, out) if night is None else (_keep(replace(s, tally=tally), [night], cfg), out)
-    if not isinstance(inp, FixIn) or flagged(inp.flags, cfg.skip_flags):
+    if not isinstance(inp, FixIn) or (inp.flags and flagged(inp.flags, cfg.skip_flags)):
         return s, out
     if s.last_fix is not None and inp.time <= s.last_fix:
         return s, out
@@ -176,6 +176,10 @@ def step_stationary(
             s = replace(
                 s, tally=tally, last_fix=inp.time, seen=inp.time, fixes=s.fixes + 1, out_run=0
             )
+            stopped = (inp.time - since).total_seconds()
+            stage = 2 if stopped >= cfg.warn_after_s else 1 if stopped >= cfg.info_after_s else 0
+            if stage <= s.stage:  # no threshold crossed: _check would keep s
+                return s, out
             return _check(s, inp, ctx, cfg, out), out
         if s.out_run + 1 < cfg.move_fixes:
             return replace(s, tally=tally, last_fix=inp.time, out_run=s.out_run + 1), out

@@ -141,6 +141,27 @@ def test_poi_cells_find_what_the_strtree_found_in_the_same_order() -> None:
     assert nonempty > 500
 
 
+def test_poi_spans_remembered_answer_as_the_first_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each query's cell span is remembered; repeated and neighbouring queries, with the memory
+    cleared when full, give what the STRtree gives."""
+    monkeypatch.setattr(lookup, "_MAX_SPANS", 40)
+    rng = random.Random(8)
+    pois = clustered_pois(rng, 1_500)
+    index = PoiIndex(pois)
+    tree = STRtree(shapely.points([(p.lon, p.lat) for p in pois]))
+    parked = [(p.lat + rng.gauss(0, 0.003), p.lon + rng.gauss(0, 0.003)) for p in pois[:60]]
+    found = 0
+    for k in range(600):  # a parked car's jitter: the same few spans again and again
+        lat, lon = parked[k % len(parked)]
+        lat, lon = lat + rng.gauss(0, 5e-5), lon + rng.gauss(0, 5e-5)
+        for radius in (0.0, 200.0, rng.choice([50.0, 1_000.0, 3_000.0])):  # spans of all sizes
+            got = index.near(lat, lon, radius)
+            assert got == strtree_near(pois, tree, lat, lon, radius), (lat, lon, radius)
+            found += bool(got)
+    assert found > 300
+    assert len(index._spans) <= 40
+
+
 def test_poi_cells_at_the_edges() -> None:
     pois = [
         Poi("a", "x", "", 31.0, 121.0, 150.0),

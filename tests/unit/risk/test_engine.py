@@ -164,6 +164,8 @@ def reference_run(
 
     def step_all(inp: RuleInput) -> None:
         for rule in rules:
+            if rule.events is not None and isinstance(inp, EventIn) and inp.kind not in rule.events:
+                continue  # the declared kinds: not stepped on other events
             current = state.rules.get(rule.name)
             if current is None:
                 current = rule.state_type()
@@ -214,8 +216,15 @@ class CountState(msgspec.Struct, frozen=True):
     n: int = 0
 
 
-def counting(name: str, fail_every: int, fail_first: int, fire_every: int) -> Rule[Any, Any]:
-    """A rule that counts its inputs, raises on some and signals on others."""
+def counting(
+    name: str,
+    fail_every: int,
+    fail_first: int,
+    fire_every: int,
+    events: frozenset[str] | None = None,
+) -> Rule[Any, Any]:
+    """A rule that counts its inputs, raises on some and signals on others; ``events``: the
+    event kinds it declares it reads (None: all)."""
 
     def step(
         s: CountState, inp: RuleInput, ctx: VehicleContext, cfg: FastConfig
@@ -227,16 +236,22 @@ def counting(name: str, fail_every: int, fail_first: int, fire_every: int) -> Ru
         out = [Signal(name, f"{name}:{n}", inp.time, Severity.INFO)] if n % fire_every == 0 else []
         return CountState(n), out
 
-    return Rule(name, CountState, FastConfig, step, (name,), "test rule")
+    return Rule(name, CountState, FastConfig, step, (name,), "test rule", events=events)
 
 
 def test_rule_by_rule_gives_what_input_by_input_gave() -> None:
-    """Signals, errors, snapshots, state keys and bytes: random rules, resumes and ticks."""
+    """Signals, errors, snapshots, state keys and bytes: random rules (some reading only some
+    event kinds), resumes and ticks."""
     rng = random.Random(5)
+    declared = [None, None, frozenset(), frozenset({"heartbeat"}), frozenset({"boot", "session"})]
     for case in range(60):
         rules = [
             counting(
-                f"r{k}", rng.choice([0, 0, 3, 7]), rng.choice([0, 0, 2, 40]), rng.randint(1, 9)
+                f"r{k}",
+                rng.choice([0, 0, 3, 7]),
+                rng.choice([0, 0, 2, 40]),
+                rng.randint(1, 9),
+                rng.choice(declared),
             )
             for k in range(rng.randint(1, 6))
         ]
@@ -247,7 +262,8 @@ def test_rule_by_rule_gives_what_input_by_input_gave() -> None:
         for i in range(rng.randint(0, 400)):
             t = T0 + timedelta(minutes=rng.uniform(0, 300))
             if rng.random() < 0.3:
-                inputs.append(EventIn(t, "d1", "wired", i, "heartbeat"))
+                kind = rng.choice(["heartbeat", "heartbeat", "boot", "session", "tamper"])
+                inputs.append(EventIn(t, "d1", "wired", i, kind))
             else:
                 inputs.append(FixIn(t, "d1", "wired", i, 31.2, 121.4))
         start = VehicleState()
