@@ -263,15 +263,15 @@ def test_the_worker_scores_ended_days_once_and_raises_the_vehicle_risk(
     sent: list[tuple[str, dict[str, Any]]] = []
 
     def notify(
-        _conn: Any,
-        _tenant: str,
+        conn: Any,
+        tenant_id: str,
         event_type: str,
         payload: Mapping[str, Any],
         *,
         message_id: str | None = None,
     ) -> str:
         sent.append((event_type, dict(payload)))
-        return message_id or "m"
+        return message_id or f"{tenant_id}-{len(sent)}"
 
     today = ODD_DAY + timedelta(days=1)
     soon_after = datetime.combine(today, time(2, 0), tzinfo=CHINA_TZ)  # the check after midnight
