@@ -58,13 +58,18 @@ def score_due(
     today: date,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[DailyOutcome]:
-    """Score what is due for every tenant with a model; ``conn`` is in autocommit mode."""
+    """Score what is due for every tenant with a model.
+
+    Everything runs in ``conn.transaction()`` blocks, so the connection is left
+    idle (never "idle in transaction") whether or not it is in autocommit mode.
+    """
     from cloud.refdata.store import load_places
     from cloud.risk.anomaly import store
     from cloud.risk.anomaly.jobs import score_tenant_days
 
     outcomes = []
-    tenants = [r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM anomaly_models")]
+    with conn.transaction():
+        tenants = [r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM anomaly_models")]
     for tenant in tenants:
         try:
             with conn.transaction():

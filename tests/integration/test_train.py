@@ -275,12 +275,17 @@ def test_the_worker_scores_ended_days_once_and_raises_the_vehicle_risk(
 
     today = ODD_DAY + timedelta(days=1)
     soon_after = datetime.combine(today, time(2, 0), tzinfo=CHINA_TZ)  # the check after midnight
-    with psycopg.connect(fleet_db, autocommit=True) as conn:
-        version = (conn.execute("SELECT max(version) FROM anomaly_models").fetchone() or [0])[0]
+    with psycopg.connect(fleet_db) as conn:  # as the risk worker connects: not autocommit
+        with conn.transaction():
+            version = (conn.execute("SELECT max(version) FROM anomaly_models").fetchone() or [0])[0]
         outcomes = daily.score_due(conn, notify, today=today, now=lambda: soon_after)
+        # committed, nothing left open: the worker's next rounds commit as before
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert [(o.tenant_id, o.days, o.scored) for o in outcomes] == [
             (TENANT, tuple(ODD_DAY - timedelta(days=i) for i in reversed(range(7))), CARS * 7)
         ]
+        assert daily.score_due(conn, notify, today=today, now=lambda: soon_after) == []
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         flagged = conn.execute(
             "SELECT DISTINCT v.vin FROM anomaly_scores s JOIN vehicles v ON v.id = s.vehicle_id "
             "WHERE s.model_version = %s AND s.is_anomaly AND s.day = %s",
@@ -294,7 +299,6 @@ def test_the_worker_scores_ended_days_once_and_raises_the_vehicle_risk(
         ).fetchone()
         assert risk is not None
         assert "anomaly_model" in str(risk[0])
-        assert daily.score_due(conn, notify, today=today, now=lambda: soon_after) == []
     assert [e for e, _ in sent] == ["vehicle.risk_changed"]  # the band went up
 
 
