@@ -5,13 +5,20 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint types unit integration bench bench-ingest bench-edge bench-rules detection-report clean
+.PHONY: setup demo screenshots browser test lint types unit integration bench bench-ingest bench-edge bench-rules detection-report clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(VENV)/bin/vgr demo
+
+# docs/screenshots/*.png from a small live demo stack, in headless Debian chromium.
+screenshots: setup
+	$(PY) scripts/screenshots.py
+
+browser: setup
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

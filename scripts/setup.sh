@@ -23,7 +23,8 @@ fi
 
 PKGS=(python3 python3-venv python3-dev postgresql "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
       mosquitto mosquitto-clients cmake build-essential libssl-dev dpkg-dev git
-      chromium)  # chromium: the browser tests and `make screenshots` drive Debian's /usr/bin/chromium
+      chromium fonts-wqy-microhei)  # the browser tests and `make screenshots` drive Debian's
+      # /usr/bin/chromium; the font draws the pages' Chinese (plates, 中文 switch) in screenshots
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
