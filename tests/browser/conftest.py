@@ -37,7 +37,7 @@ DEMO_VEHICLES = 10  # demo-bank's cars (other-lender has 2)
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo() -> Iterator[DemoProcess]:
     """`vgr demo` with 10 demo-bank vehicles and 2 of other-lender, each a real edge agent."""
     with tempfile.TemporaryDirectory(prefix="vgr-browser-") as tmp:
@@ -53,7 +53,7 @@ def demo() -> Iterator[DemoProcess]:
             assert code == 0, proc.out.tail() if proc.out else ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
@@ -61,7 +61,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield b
@@ -90,7 +90,7 @@ def login(browser: Browser, demo: DemoProcess, role: str, tenant: str = "demo-ba
     return page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def analyst_page(browser: Browser, demo: DemoProcess) -> Iterator[Page]:
     """demo-bank's analyst, signed in right after the stack came up, kept open all session."""
     page = login(browser, demo, "analyst")
