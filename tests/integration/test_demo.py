@@ -13,8 +13,10 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from cloud.localsvc import PrivateMosquitto
 from tests.browser.demo_process import STATUS, DemoProcess, processes_mentioning
 
 pytestmark = pytest.mark.services
@@ -104,6 +106,40 @@ def test_sigterm_while_agents_start_stops_everything() -> None:
         assert code == 0, tail
         assert "SIGTERM: stopping the demo" in tail
         assert "stopped cleanly" in tail
+        deadline = time.monotonic() + 10
+        while processes_mentioning(str(base)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert processes_mentioning(str(base)) == [], "processes left behind"
+
+
+def test_the_demo_uses_a_given_database_and_broker_and_leaves_them_running(
+    fresh_db: str, mosquitto: PrivateMosquitto
+) -> None:
+    """`--database` / `--broker`: nothing private is started, the fleet's fixes land in the
+    given database, and stopping the demo stops only what the demo started."""
+    with tempfile.TemporaryDirectory(prefix="vgr-demo-test-") as tmp:
+        Path(tmp).chmod(0o755)
+        base = Path(tmp) / "demo"
+        given = ["--database", fresh_db, "--broker", f"{mosquitto.host}:{mosquitto.plain_port}"]
+        demo = DemoProcess(base, ["--vehicles", "3", "--other-vehicles", "0", "--batch", "3",
+                                  *given])  # fmt: skip
+        demo.start()
+        assert demo.out is not None
+        try:
+            demo.wait_ready()
+            assert processes_mentioning(f"{base}/postgres") == []
+            assert processes_mentioning(f"{base}/mosquitto") == []
+            demo.out.wait_for(lambda s: bool((m := STATUS.search(s)) and int(m[1]) > 0), 300,
+                              "fixes in the status line")  # fmt: skip
+        finally:
+            code = demo.stop()
+        assert code == 0, demo.out.tail()
+        assert "(given)" in "\n".join(demo.out.lines)
+        with psycopg.connect(fresh_db, connect_timeout=5) as conn:  # still up, and it has them
+            row = conn.execute("SELECT count(*) FROM fixes").fetchone()
+        assert row is not None
+        assert row[0] > 0
+        assert mosquitto.running
         deadline = time.monotonic() + 10
         while processes_mentioning(str(base)) and time.monotonic() < deadline:
             time.sleep(0.5)
